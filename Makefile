@@ -1,0 +1,31 @@
+.DEFAULT_GOAL := help
+VENV := .venv/bin
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+install: ## install everything the tests need (apt, .venv, toolchain deps)
+	bash scripts/install.sh
+
+run: ## run the sidecar (embedded store unless DEDUP_REDIS_URL is set)
+	bash scripts/run.sh
+
+test: ## the whole check: install, generated-code drift, lint, types, tests
+	bash scripts/test.sh
+
+gen: ## regenerate every generated file from proto/
+	PATH="$(CURDIR)/.venv/bin:$$PATH" bash scripts/gen.sh
+
+lint: ## ruff check + format check
+	$(VENV)/ruff check . && $(VENV)/ruff format --check .
+
+fmt: ## ruff format + fixes
+	$(VENV)/ruff format . && $(VENV)/ruff check --fix .
+
+typecheck: ## mypy --strict on sidecar/
+	$(VENV)/mypy
+
+settings-table: ## print the README settings table from the code
+	$(VENV)/python -m sidecar.settings
+
+.PHONY: help install run test gen lint fmt typecheck settings-table

@@ -1,0 +1,148 @@
+"""`serve`: wires policies, the store, the service and the server; runs until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from sidecar.domain.errors import PolicyError, StoreError
+from sidecar.embedded import EmbeddedRedis, EmbeddedServerError
+from sidecar.health import HealthMonitor
+from sidecar.policies_file import PolicyFile
+from sidecar.redis_store.connection import connect, redact
+from sidecar.redis_store.safety import StoreReport, inspect_store
+from sidecar.redis_store.store import RedisStore
+from sidecar.service import DedupService, ServiceLimits
+from sidecar.settings import Settings
+from sidecar.transport.server import build_server
+from sidecar.transport.servicer import DedupServicer
+
+log = logging.getLogger("dedup.serve")
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_UNSAFE_STORE = 3
+
+
+class StartupError(Exception):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class StoreGate:
+    """Runs the startup checks and remembers whether the store may be used."""
+
+    store: RedisStore
+    allow_unsafe: bool
+    report: StoreReport | None = None
+    safe: bool = False
+    needs_check: bool = True
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def run_checks(self) -> StoreReport:
+        report = await inspect_store(self.store.client)
+        self.report = report
+        level = logging.INFO if report.safe and not report.warnings else logging.WARNING
+        for line in report.lines():
+            log.log(level, "store check: %s", line)
+        if not report.safe and self.allow_unsafe:
+            log.warning("SERVING ON AN UNSAFE STORE because --allow-unsafe-store is set: duplicates may be missed")
+        self.safe = report.safe or self.allow_unsafe
+        self.needs_check = False
+        return report
+
+    async def probe(self) -> bool:
+        """Health probe: ping, and re-run the checks when coming back from an outage."""
+        async with self._lock:
+            try:
+                if self.needs_check:
+                    await self.run_checks()
+                else:
+                    await self.store.ping()
+            except StoreError as err:
+                if not self.needs_check:
+                    log.warning("store unreachable", extra={"kind": err.kind, "error": str(err)})
+                self.needs_check = True
+                return False
+            return self.safe
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
+    """Serves until `stop` is set (or SIGTERM/SIGINT); returns the process exit code."""
+    try:
+        policies = PolicyFile(settings.policies)
+    except PolicyError as err:
+        log.error("cannot load policies: %s", "; ".join(err.problems))
+        return EXIT_CONFIG
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis_url
+    if not url:
+        try:
+            embedded = EmbeddedRedis(settings.resolved_data_dir, settings.embedded_server, settings.embedded_fsync)
+            await asyncio.to_thread(embedded.start)
+        except EmbeddedServerError as err:
+            log.error("cannot start the embedded store: %s", err)
+            return EXIT_CONFIG
+        url = embedded.url
+    try:
+        return await _serve_with_store(settings, policies, url, stop)
+    except StartupError as err:
+        log.error("%s", err)
+        return err.exit_code
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, stop: asyncio.Event | None) -> int:
+    store = RedisStore(connect(url, timeout_s=settings.store_timeout / 1000))
+    log.info("store: %s", redact(url))
+    gate = StoreGate(store, settings.allow_unsafe_store)
+    try:
+        report = await gate.run_checks()
+        if not gate.safe:
+            raise StartupError("refusing to start on an unsafe store: " + "; ".join(report.problems), EXIT_UNSAFE_STORE)
+    except StoreError as err:
+        log.warning("store not reachable at startup (%s); serving NOT_SERVING until it is", err)
+
+    service = DedupService(store, policies, ServiceLimits(settings.max_batch, settings.key_prefix))
+    health = HealthMonitor(gate.probe, settings.health_interval / 1000)
+    await health.start()
+    servicer = DedupServicer(service, settings.default_deadline / 1000)
+    server, port = build_server(settings, servicer, health.servicer)
+    await server.start()
+    await health.check_once()
+    listen = f"{settings.listen.rpartition(':')[0]}:{port}" if settings.listen else ""
+    log.info("serving", extra={"listen": listen, "unix_socket": settings.unix_socket, "ready": health.ready})
+
+    stop = stop or asyncio.Event()
+    _install_signal_handlers(stop)
+    tasks = [
+        asyncio.create_task(health.run(), name="health"),
+        asyncio.create_task(policies.watch(settings.policies_poll / 1000), name="policies"),
+    ]
+    try:
+        await stop.wait()
+        log.info("shutting down: draining in-flight calls", extra={"grace_s": settings.shutdown_grace / 1000})
+        await health.drain()
+        await server.stop(settings.shutdown_grace / 1000)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await store.close()
+    log.info("stopped")
+    return EXIT_OK

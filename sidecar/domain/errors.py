@@ -1,0 +1,60 @@
+"""The domain's exceptions: each maps to one gRPC status in transport/status.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DedupError(Exception):
+    """Base of every error the service raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One bad request field, named like google.rpc.BadRequest does (`items[3].id`)."""
+
+    field: str
+    description: str
+
+
+class InvalidArgument(DedupError):
+    """The request is malformed; nothing was read or written."""
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        self.violations = violations
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
+
+
+class NamespaceNotFound(DedupError):
+    """No policy covers the namespace and no `default` policy exists."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        super().__init__(f"namespace {namespace!r} has no policy and no default policy exists")
+
+
+class StoreError(DedupError):
+    """The store could not give a decision (unreachable, OOM, READONLY, timeout, ...).
+
+    `kind` is a short, bounded label (metrics use it): connection, timeout, oom,
+    readonly, noreplicas, loading, busy, response, unsafe.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(f"store {kind}: {message}")
+
+
+class StoreTimeout(StoreError):
+    """The store did not answer within the call's deadline; the outcome is unknown."""
+
+    def __init__(self, message: str = "no answer within the deadline") -> None:
+        super().__init__("timeout", message)
+
+
+class PolicyError(DedupError):
+    """A policies document is invalid; `problems` says what to fix, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid policies:\n  " + "\n  ".join(problems))

@@ -1,0 +1,27 @@
+"""Record keys: one pure function, never ambiguous.
+
+A key is `<prefix><namespace>:{<tag>}` where `tag` is the unpadded base64url
+BLAKE2b-128 digest of the id. The namespace charset has no ':', '{' or '}', so
+the namespace part is unambiguous; the id is hashed, so binary ids of any
+length up to the limit give fixed-size keys, and the hash tag spreads one
+namespace over every Redis Cluster slot (no hot slot) while keeping anything
+that belongs to the record in the record's slot.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+DEFAULT_KEY_PREFIX = "dedup:"
+
+
+def id_digest(record_id: bytes) -> str:
+    """The 22-character base64url digest that stands for an id in keys, logs and traces."""
+    digest = hashlib.blake2b(record_id, digest_size=16).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def record_key(prefix: str, namespace: str, record_id: bytes) -> str:
+    """The Redis key of the record for (namespace, id)."""
+    return f"{prefix}{namespace}:{{{id_digest(record_id)}}}"

@@ -1,0 +1,92 @@
+"""The store port: what the service needs from a store, in domain terms.
+
+The Redis adapter (sidecar/redis_store) implements it with Lua scripts; the
+scripts are the state machine. Every method takes a batch; a result list holds
+one entry per item, in order: a decision, or the StoreError for that item
+(Cluster batches can fail in part). A failure of the whole call raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from sidecar.domain.errors import StoreError
+from sidecar.domain.outcomes import (
+    CheckDecision,
+    ClaimDecision,
+    CommitDecision,
+    ForgetOutcome,
+    Inspection,
+    ReleaseDecision,
+    RenewDecision,
+)
+
+T = TypeVar("T")
+ItemResults = list[T | StoreError]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckItem:
+    key: str
+    window_ms: int
+    sliding: bool
+    fingerprint_check: bool
+    fingerprint: bytes
+    trace_context: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimItem:
+    key: str
+    lease_ms: int
+    sliding: bool
+    fingerprint_check: bool
+    fingerprint: bytes
+    trace_context: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class CommitItem:
+    key: str
+    fencing_token: int
+    window_ms: int
+    sliding: bool
+    result: bytes | None
+    trace_context: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseItem:
+    key: str
+    fencing_token: int
+
+
+@dataclass(frozen=True, slots=True)
+class RenewItem:
+    key: str
+    fencing_token: int
+    lease_ms: int
+
+
+class Store(Protocol):
+    async def check(self, items: Sequence[CheckItem]) -> ItemResults[CheckDecision]: ...
+
+    async def claim(self, items: Sequence[ClaimItem]) -> ItemResults[ClaimDecision]: ...
+
+    async def commit(self, items: Sequence[CommitItem]) -> ItemResults[CommitDecision]: ...
+
+    async def release(self, item: ReleaseItem) -> ReleaseDecision: ...
+
+    async def renew(self, item: RenewItem) -> RenewDecision: ...
+
+    async def inspect(self, key: str) -> Inspection: ...
+
+    async def forget(self, key: str) -> ForgetOutcome: ...
+
+    async def ping(self) -> None:
+        """Raises StoreError when the store does not answer."""
+        ...
+
+    async def close(self) -> None: ...

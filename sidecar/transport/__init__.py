@@ -1,0 +1,1 @@
+"""gRPC transport: proto <-> domain translation, the status table, the server."""

@@ -1,0 +1,36 @@
+"""The grpc.aio server: the Dedup servicer, health, reflection, TCP and Unix listeners."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from dedup.v1 import dedup_pb2, dedup_pb2_grpc
+from sidecar.settings import Settings
+from sidecar.transport.servicer import DedupServicer
+
+SERVICE_NAME = dedup_pb2.DESCRIPTOR.services_by_name["Dedup"].full_name
+
+
+def build_server(
+    settings: Settings, servicer: DedupServicer, health: health_pb2_grpc.HealthServicer
+) -> tuple[grpc.aio.Server, int]:
+    """A server bound to the configured listeners, not yet started, and its TCP port (0: none)."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    dedup_pb2_grpc.add_DedupServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    port = server.add_insecure_port(settings.listen) if settings.listen else 0
+    if settings.unix_socket:
+        server.add_insecure_port(f"unix:{settings.unix_socket}")
+    return server, port

@@ -1,0 +1,85 @@
+"""An in-process sidecar (service + grpc.aio server on a free port) over a real Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from dedup.v1 import dedup_pb2_grpc
+from sidecar.domain.policy import BUILT_IN_POLICIES, PolicySet, parse_policies
+from sidecar.health import HealthMonitor
+from sidecar.redis_store.connection import connect
+from sidecar.redis_store.store import RedisStore
+from sidecar.service import DedupService, ServiceLimits
+from sidecar.settings import Settings
+from sidecar.transport.server import build_server
+from sidecar.transport.servicer import DedupServicer
+
+
+@dataclass
+class StaticPolicies:
+    policies: PolicySet
+
+    def current(self) -> PolicySet:
+        return self.policies
+
+
+@dataclass
+class RunningSidecar:
+    target: str
+    channel: grpc.aio.Channel
+    stub: dedup_pb2_grpc.DedupStub
+    service: DedupService
+    store: RedisStore
+    policies: StaticPolicies
+    health: HealthMonitor
+    key_prefix: str
+
+
+def unique_prefix() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}:"
+
+
+@contextlib.asynccontextmanager
+async def running_sidecar(
+    redis_url: str,
+    policies: Mapping[str, Any] | None = None,
+    *,
+    key_prefix: str | None = None,
+    store_timeout_s: float = 2.0,
+    **settings: Any,
+) -> AsyncIterator[RunningSidecar]:
+    """Serves on 127.0.0.1:<free port> until the block ends."""
+    prefix = key_prefix or unique_prefix()
+    config = Settings(listen="127.0.0.1:0", key_prefix=prefix, **settings)
+    policy_source = StaticPolicies(parse_policies(policies) if policies else BUILT_IN_POLICIES)
+    store = RedisStore(connect(redis_url, timeout_s=store_timeout_s))
+    service = DedupService(store, policy_source, ServiceLimits(config.max_batch, prefix))
+
+    async def probe() -> bool:
+        try:
+            await store.ping()
+        except Exception:
+            return False
+        return True
+
+    health = HealthMonitor(probe, config.health_interval / 1000)
+    await health.start()
+    server, port = build_server(config, DedupServicer(service, config.default_deadline / 1000), health.servicer)
+    await server.start()
+    await health.check_once()
+    target = f"127.0.0.1:{port}"
+    channel = grpc.aio.insecure_channel(target)
+    try:
+        yield RunningSidecar(
+            target, channel, dedup_pb2_grpc.DedupStub(channel), service, store, policy_source, health, prefix
+        )
+    finally:
+        await channel.close()
+        await server.stop(None)
+        await store.close()
