@@ -26,6 +26,7 @@ from sidecar.domain.outcomes import (
 )
 from sidecar.domain.store import CheckItem, ClaimItem, CommitItem, ItemResults, ReleaseItem, RenewItem
 from sidecar.redis_store.errors import to_store_error
+from sidecar.redis_store.fastpipe import FastScripts
 from sidecar.redis_store.scripts import script_sources
 
 _STATES = {1: RecordState.ABSENT, 2: RecordState.IN_PROGRESS, 3: RecordState.DONE}
@@ -42,14 +43,17 @@ def _result(has_result: int, result: bytes) -> bytes | None:
 class RedisStore:
     """Runs the state-machine scripts; maps replies to decisions and errors to StoreError."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, fast: FastScripts | None = None) -> None:
         self.client = client
+        self.fast = fast  # when set, scripts run on the auto-pipelined connection (fastpipe.py)
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in script_sources().items()
         }
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
+            if self.fast is not None:
+                return await self.fast.run(name, keys, args)
             return await self._scripts[name](keys=list(keys), args=list(args))
         except StoreError:
             raise
@@ -165,4 +169,6 @@ class RedisStore:
             raise to_store_error(err) from err
 
     async def close(self) -> None:
+        if self.fast is not None:
+            await self.fast.close()
         await self.client.aclose()
