@@ -12,7 +12,8 @@ from sidecar.domain.errors import PolicyError, StoreError
 from sidecar.embedded import EmbeddedRedis, EmbeddedServerError
 from sidecar.health import HealthMonitor
 from sidecar.policies_file import PolicyFile
-from sidecar.redis_store.connection import connect, redact
+from sidecar.redis_store.connection import redact
+from sidecar.redis_store.factory import open_store
 from sidecar.redis_store.safety import StoreReport, inspect_store
 from sidecar.redis_store.store import RedisStore
 from sidecar.service import DedupService, ServiceLimits
@@ -106,7 +107,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
 
 
 async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, stop: asyncio.Event | None) -> int:
-    store = RedisStore(connect(url, timeout_s=settings.store_timeout / 1000))
+    store = open_store(url, timeout_s=settings.store_timeout / 1000, client=settings.redis_client)
     log.info("store: %s", redact(url))
     gate = StoreGate(store, settings.allow_unsafe_store)
     try:
