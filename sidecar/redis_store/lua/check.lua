@@ -11,7 +11,7 @@ for i = 1, #KEYS do
   if not record then
     local slide_ms = 0
     if ARGV[base + 2] == '1' then slide_ms = window end
-    save(key, {'D', 0, now_ms, now_ms, fingerprint, 0, '', trace, '', slide_ms}, window)
+    save_mark(key, fingerprint, trace, slide_ms, window)
     reply[i + 1] = {1, now_ms, 0, 3, 0, '', ''}
   else
     local outcome = 2
