@@ -45,14 +45,15 @@ def record_ref(m: pb.InspectRequest | pb.ForgetRequest) -> rq.RecordRef:
 
 
 def check_response(d: CheckDecision) -> pb.CheckResponse:
+    # `_value_` is Enum's plain attribute behind the `value` property: this runs once per batch item.
     return pb.CheckResponse(
-        outcome=d.outcome.value,  # type: ignore[arg-type]
+        outcome=d.outcome._value_,  # type: ignore[arg-type]
         first_seen_unix_ms=d.first_seen_ms,
         age_ms=d.age_ms,
-        state=d.state.value,  # type: ignore[arg-type]
+        state=d.state._value_,  # type: ignore[arg-type]
         result=d.result,
         degraded=d.degraded,
-        shadow_outcome=d.shadow_outcome.value if d.shadow_outcome else 0,  # type: ignore[arg-type]
+        shadow_outcome=d.shadow_outcome._value_ if d.shadow_outcome else 0,  # type: ignore[arg-type]
     )
 
 
