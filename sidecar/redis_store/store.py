@@ -40,6 +40,13 @@ def _result(has_result: int, result: bytes) -> bytes | None:
     return result if has_result else None
 
 
+def _seen(
+    outcome: int, first_seen: int, age: int, state: int, has_result: int, result: bytes, trace: bytes
+) -> CheckDecision:
+    """A Check reply item for an id seen before."""
+    return CheckDecision(CheckOutcome(outcome), first_seen, age, _STATES[state], _result(has_result, result), trace)
+
+
 class RedisStore:
     """Runs the state-machine scripts; maps replies to decisions and errors to StoreError."""
 
@@ -71,17 +78,8 @@ class RedisStore:
                 item.trace_context,
             ]
         reply = await self._run("check", [item.key for item in items], args)
-        return [
-            CheckDecision(
-                outcome=CheckOutcome(outcome),
-                first_seen_ms=first_seen,
-                age_ms=age,
-                state=_STATES[state],
-                result=_result(has_result, result),
-                trace_context=trace,
-            )
-            for outcome, first_seen, age, state, has_result, result, trace in reply[1:]
-        ]
+        new = CheckDecision(CheckOutcome.NEW, reply[0], 0, RecordState.DONE)  # frozen: one serves every NEW item
+        return [new if item == 1 else _seen(*item) for item in reply[1:]]
 
     async def claim(self, items: Sequence[ClaimItem]) -> ItemResults[ClaimDecision]:
         args: list[Any] = []

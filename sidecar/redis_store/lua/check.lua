@@ -1,6 +1,7 @@
 -- Check: mark on first sight. KEYS: one record key per item.
 -- ARGV per item (stride 5): window_ms, sliding (0|1), fingerprint check (0|1), fingerprint, trace context.
--- Reply: {now_ms, item...}; item = {outcome (1 NEW, 2 DUPLICATE, 3 CONFLICT), first_seen_ms,
+-- Reply: {now_ms, item...}; item = 1 for NEW (first seen now_ms: nothing else to say, and a bare
+--   integer is cheaper to build and parse), else {outcome (2 DUPLICATE, 3 CONFLICT), first_seen_ms,
 --   age_ms, state (2 IN_PROGRESS, 3 DONE), has_result, result, trace context of the original}
 local reply = {now_ms}
 for i = 1, #KEYS do
@@ -12,7 +13,7 @@ for i = 1, #KEYS do
     local slide_ms = 0
     if ARGV[base + 2] == '1' then slide_ms = window end
     save_mark(key, fingerprint, trace, slide_ms, window)
-    reply[i + 1] = {1, now_ms, 0, 3, 0, '', ''}
+    reply[i + 1] = 1
   else
     local outcome = 2
     if conflicts(record, fingerprint, ARGV[base + 3]) then outcome = 3 else slide(key, record) end
