@@ -25,7 +25,10 @@ fmt: ## ruff format + fixes
 typecheck: ## mypy --strict on sidecar/
 	$(VENV)/mypy
 
+bench: ## benchmark vs Redis and a no-op gRPC server (docs/performance.md); ARGS="--smoke" for a quick run
+	$(VENV)/python -m bench $(ARGS)
+
 settings-table: ## print the README settings table from the code
 	$(VENV)/python -m sidecar.settings
 
-.PHONY: help install run test gen lint fmt typecheck settings-table
+.PHONY: help install run test gen lint fmt typecheck bench settings-table

@@ -76,7 +76,8 @@ def main() -> None:
             profiler.disable()
             pstats.Stats(profiler).sort_stats(args.sort).print_stats(25)
         ids = args.batches * 100
-        print(f"{args.client}: CPU per id: sidecar {1e6 * cpu / ids:.2f} µs (no gRPC), redis {1e6 * redis_cpu / ids:.2f} µs")
+        sidecar_us, redis_us = 1e6 * cpu / ids, 1e6 * redis_cpu / ids
+        print(f"{args.client}: CPU per id: sidecar {sidecar_us:.2f} µs (no gRPC), redis {redis_us:.2f} µs")
     finally:
         redis.stop()
 
