@@ -73,16 +73,29 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sweep", default="1,4,16,64", help="concurrency levels for the unary Check plot")
     parser.add_argument("--memory-ids", type=int, default=1_000_000, help="records for the memory test (0: skip)")
     parser.add_argument("--out", default="bench/results", help="output directory")
+    parser.add_argument("--report-only", action="store_true", help="re-render OUT/results.json to .md and .png")
     args = parser.parse_args()
     if args.smoke:
         args.duration, args.repeats, args.sweep, args.memory_ids = 1.0, 1, "1,8", 10_000
     return args
 
 
+def write_reports(results: dict[str, object], out_dir: Path) -> str:
+    results["ratios"] = report.ratios(results)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True))
+    markdown = report.markdown(results)
+    (out_dir / "results.md").write_text(markdown)
+    report.plot(results, out_dir / "results.png")
+    return markdown
+
+
 def main() -> int:
     args = parse_args()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        print(write_reports(json.loads((out_dir / "results.json").read_text()), out_dir))
+        return 0
     workers = args.workers if workers_supported() else 1
     redis = RedisServer().start()
     results: dict[str, object] = {
@@ -137,12 +150,7 @@ def main() -> int:
             results["memory"] = memory.measure(redis, args.memory_ids)
     finally:
         redis.stop()
-    results["ratios"] = report.ratios(results)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True))
-    markdown = report.markdown(results)
-    (out_dir / "results.md").write_text(markdown)
-    report.plot(results, out_dir / "results.png")
-    print(markdown)
+    print(write_reports(results, out_dir))
     return 0
 
 

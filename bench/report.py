@@ -117,6 +117,26 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {_f(ratio.get('vs_noop'))} | {_f(ratio.get('vs_redis'))} |"
         )
     lines += ["", "CPU is in cores (CPU seconds per wall second). Ratios: ids/s over the baseline's ids/s.", ""]
+    lines += [
+        "CPU cost per id (less sensitive to a busy machine than ids/s): server and Redis CPU µs per id, and the",
+        "ids/s one fully used core would give at that cost.",
+        "",
+        "| case | server µs/id | Redis µs/id | ids/s per server core | ids/s per Redis core |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, case in results["redis"].items():
+        redis_us = 1e6 * case["cpu"]["redis"] / case["ids_per_s"]
+        lines.append(f"| redis-benchmark {name} | - | {_f(redis_us)} | - | {_f(1e6 / redis_us, 0)} |")
+    for name, case in results["cases"].items():
+        if case["rate"]:
+            continue
+        server_us, redis_us = case["cpu_us_per_id"]["server"], case["cpu_us_per_id"]["redis"]
+        per_redis_core = _f(1e6 / redis_us, 0) if redis_us > 0.05 else "-"
+        lines.append(
+            f"| {name} | {_f(server_us)} | {_f(redis_us) if redis_us > 0.05 else '-'} "
+            f"| {_f(1e6 / server_us, 0)} | {per_redis_core} |"
+        )
+    lines.append("")
     lines += ["| target | wanted | reached | met |", "|---|---:|---:|---|"]
     for t in r["targets"]:
         met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
