@@ -40,6 +40,26 @@ def _result(has_result: int, result: bytes) -> bytes | None:
     return result if has_result else None
 
 
+def _check_args(items: Sequence[CheckItem]) -> list[Any]:
+    """check.lua's ARGV: the parameters once plus a fingerprint per item when the items share them
+    (the usual batch: one namespace, one call), else every parameter per item."""
+    first = items[0]
+    shared = (first.window_ms, first.sliding, first.fingerprint_check, first.trace_context)
+    if all((i.window_ms, i.sliding, i.fingerprint_check, i.trace_context) == shared for i in items):
+        head = [b"S", first.window_ms, _flag(first.sliding), _flag(first.fingerprint_check), first.trace_context]
+        return head + [item.fingerprint for item in items]
+    args: list[Any] = [b"I"]
+    for item in items:
+        args += [
+            item.window_ms,
+            _flag(item.sliding),
+            _flag(item.fingerprint_check),
+            item.fingerprint,
+            item.trace_context,
+        ]
+    return args
+
+
 def _seen(
     outcome: int, first_seen: int, age: int, state: int, has_result: int, result: bytes, trace: bytes
 ) -> CheckDecision:
@@ -68,16 +88,9 @@ class RedisStore:
             raise to_store_error(err) from err
 
     async def check(self, items: Sequence[CheckItem]) -> ItemResults[CheckDecision]:
-        args: list[Any] = []
-        for item in items:
-            args += [
-                item.window_ms,
-                _flag(item.sliding),
-                _flag(item.fingerprint_check),
-                item.fingerprint,
-                item.trace_context,
-            ]
-        reply = await self._run("check", [item.key for item in items], args)
+        if not items:
+            return []
+        reply = await self._run("check", [item.key for item in items], _check_args(items))
         new = CheckDecision(CheckOutcome.NEW, reply[0], 0, RecordState.DONE)  # frozen: one serves every NEW item
         return [new if item == 1 else _seen(*item) for item in reply[1:]]
 

@@ -81,3 +81,28 @@ async def test_anything_more_than_the_time_keeps_the_full_record(
     expected = CheckOutcome.CONFLICT if fingerprint else CheckOutcome.DUPLICATE
     assert again.outcome is expected  # type: ignore[union-attr]
     assert again.trace_context == trace  # type: ignore[union-attr]
+
+
+async def test_batch_of_mixed_parameters_keeps_each_items_own(
+    store: RedisStore, redis_server: RedisProcess, key_prefix: str
+) -> None:
+    """Items that do not share window/flags/trace go per item (ARGV mode 'I'); in-batch order still holds."""
+    a, b = f"{key_prefix}a", f"{key_prefix}b"
+    items = [
+        CheckItem(a, 60_000, False, True, b"fp-a"),
+        CheckItem(b, 5_000, False, False, b""),
+        CheckItem(a, 60_000, False, True, b"fp-other"),
+        CheckItem(b, 60_000, True, False, b"", b"tc"),
+    ]
+    results = await store.check(items)
+    outcomes = [r.outcome for r in results]  # type: ignore[union-attr]
+    assert outcomes == [CheckOutcome.NEW, CheckOutcome.NEW, CheckOutcome.CONFLICT, CheckOutcome.DUPLICATE]
+    client = redis_server.client()
+    assert 30_000 < client.pttl(a) <= 60_000
+    assert 0 < client.pttl(b) <= 5_000  # b's own window, not the batch's first
+    assert client.get(b) is not None
+    assert client.get(b).isdigit()  # type: ignore[union-attr]
+
+
+async def test_empty_batch_touches_nothing(store: RedisStore) -> None:
+    assert await store.check([]) == []
