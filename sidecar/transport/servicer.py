@@ -162,7 +162,7 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
 
         async def handle(m: pb.StreamRequest) -> None:
             try:
-                await responses.put(await self._stream_one(m))
+                responses.put_nowait(await self._stream_one(m))  # unbounded: the window bounds it
             finally:
                 window.release()
 
