@@ -1,4 +1,8 @@
-"""Redis memory per record: N Check-only records, then N Claim+Commit records (16-byte ids)."""
+"""Redis memory per record: N Check-only records, N Claim+Commit records, and the floor (16-byte ids).
+
+  python -m bench.memory [--ids 1000000] [--server PATH]
+The floor is a plain `SET key <integer> NX PX` on the same key names: what any record costs.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +37,16 @@ def _sample_usage(redis: RedisServer, keys: list[str]) -> float:
 async def _fill(redis: RedisServer, kind: str, keys: list[str]) -> None:
     store = open_store(redis.url, timeout_s=30)
     try:
+        if kind == "floor":  # the same keys by plain SET NX PX of a small integer: the floor for any record
+            assert store.fast is not None
+            for start in range(0, len(keys), CHUNK):
+                await asyncio.gather(
+                    *(
+                        store.fast.pipe.execute("SET", k, 1712345678901, "NX", "PX", WINDOW_MS)
+                        for k in keys[start : start + CHUNK]
+                    )
+                )
+            return
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
             if kind == "check":
@@ -50,7 +64,7 @@ async def _fill(redis: RedisServer, kind: str, keys: list[str]) -> None:
 
 def measure(redis: RedisServer, count: int) -> dict[str, object]:
     out: dict[str, object] = {"ids": count, "redis_version": redis.version(), "key_example": _keys(1)[0]}
-    for kind in ("check", "claim_commit"):
+    for kind in ("check", "claim_commit", "floor"):
         redis.client().flushall()
         before = _used(redis)
         keys = _keys(count)
@@ -64,3 +78,22 @@ def measure(redis: RedisServer, count: int) -> dict[str, object]:
         }
     redis.client().flushall()
     return out
+
+
+def main() -> None:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
+    parser.add_argument("--ids", type=int, default=1_000_000)
+    parser.add_argument("--server", default="", help="redis-server/valkey-server binary (default: redis-server)")
+    args = parser.parse_args()
+    redis = RedisServer(args.server).start()
+    try:
+        print(json.dumps(measure(redis, args.ids), indent=1))
+    finally:
+        redis.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -147,10 +147,11 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             f"Memory over {m['ids']:,} records (key like `{m['key_example']}`):",
             "",
-            "| record | INFO used_memory bytes/record | MEMORY USAGE bytes/key | value bytes |",
+            "| record (floor: plain SET NX PX of an integer, same keys) | INFO used_memory bytes/record "
+            "| MEMORY USAGE bytes/key | value bytes |",
             "|---|---:|---:|---:|",
         ]
-        for kind in ("check", "claim_commit"):
+        for kind in [k for k in ("check", "claim_commit", "floor") if k in m]:
             lines.append(
                 f"| {kind} | {_f(m[kind]['info_bytes_per_record'], 1)} | {_f(m[kind]['memory_usage_bytes_per_key'], 1)}"
                 f" | {m[kind]['value_bytes']} |"
