@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from dedup_client import AsyncDedupClient, DedupClient, DedupError
 
 DEFAULT_NS = "contract"
@@ -29,7 +28,10 @@ class ScenarioRun:
 
     def __init__(self, language: str, scenario: dict[str, Any]) -> None:
         suffix = uuid.uuid4().hex[:10]
-        self.ids = {"$id": f"{language}-{scenario['name']}-{suffix}", "$id2": f"{language}-{scenario['name']}-{suffix}-2"}
+        self.ids = {
+            "$id": f"{language}-{scenario['name']}-{suffix}",
+            "$id2": f"{language}-{scenario['name']}-{suffix}-2",
+        }
         self.tokens: dict[str, int] = {}
         self.name = scenario["name"]
 
@@ -55,15 +57,15 @@ class Driver:
             return await method(*args, **kwargs)
         return method(*args, **kwargs)
 
-    async def concurrent_claims(self, ns: str, id: str, n: int, timeout: float) -> list[Any]:
+    async def concurrent_claims(self, ns: str, id: str, n: int, timeout_s: float) -> list[Any]:
         if isinstance(self.client, AsyncDedupClient):
-            return list(await asyncio.gather(*(self.client.claim(ns, id, timeout=timeout) for _ in range(n))))
+            return list(await asyncio.gather(*(self.client.claim(ns, id, timeout=timeout_s) for _ in range(n))))
         client = self.client
         start = threading.Barrier(n)
 
         def one() -> Any:
             start.wait(10)
-            return client.claim(ns, id, timeout=timeout)
+            return client.claim(ns, id, timeout=timeout_s)
 
         with ThreadPoolExecutor(n) as pool:
             return list(pool.map(lambda _: one(), range(n)))
@@ -73,17 +75,15 @@ def _name(value: Any) -> str | None:
     return None if value is None else str(value.value)
 
 
-async def _invoke(driver: Driver, run: ScenarioRun, step: dict[str, Any], timeout: float) -> Any:
+async def _invoke(driver: Driver, run: ScenarioRun, step: dict[str, Any], timeout_s: float) -> Any:
     op, ns, id = step["op"], step.get("ns", DEFAULT_NS), run.id(str(step.get("id", "")))
+    timeout = timeout_s
+    fingerprint, window_ms, lease_ms = step.get("fingerprint"), step.get("window_ms", 0), step.get("lease_ms", 0)
     match op:
         case "check":
-            return await driver.call(
-                "check", ns, id, fingerprint=step.get("fingerprint"), window_ms=step.get("window_ms", 0), timeout=timeout
-            )
+            return await driver.call("check", ns, id, fingerprint=fingerprint, window_ms=window_ms, timeout=timeout)
         case "claim":
-            return await driver.call(
-                "claim", ns, id, fingerprint=step.get("fingerprint"), lease_ms=step.get("lease_ms", 0), timeout=timeout
-            )
+            return await driver.call("claim", ns, id, fingerprint=fingerprint, lease_ms=lease_ms, timeout=timeout)
         case "commit":
             return await driver.call(
                 "commit",
@@ -91,15 +91,13 @@ async def _invoke(driver: Driver, run: ScenarioRun, step: dict[str, Any], timeou
                 id,
                 run.token(step["token"]),
                 result=step.get("result"),
-                window_ms=step.get("window_ms", 0),
+                window_ms=window_ms,
                 timeout=timeout,
             )
         case "release":
             return await driver.call("release", ns, id, run.token(step["token"]), timeout=timeout)
         case "renew":
-            return await driver.call(
-                "renew", ns, id, run.token(step["token"]), lease_ms=step.get("lease_ms", 0), timeout=timeout
-            )
+            return await driver.call("renew", ns, id, run.token(step["token"]), lease_ms=lease_ms, timeout=timeout)
         case "inspect":
             return await driver.call("inspect", ns, id, timeout=timeout)
         case "check_batch" | "claim_batch":
@@ -144,13 +142,16 @@ async def run_scenario(driver: Driver, language: str, scenario: dict[str, Any]) 
     for step in scenario["steps"]:
         expect = step.get("expect", {})
         timeout = step.get("deadline_ms", DEFAULT_DEADLINE_MS) / 1000
+        failure: DedupError | None = None
         try:
             result = await _invoke(driver, run, step, timeout)
         except DedupError as err:
-            assert "error" in expect, f"{run.name}: {step}: unexpected {err!r}"
-            assert err.code.name == expect["error"], f"{run.name}: {step}: got {err!r}"
+            failure = err
+        if failure is not None:
+            assert "error" in expect, f"{run.name}: {step}: unexpected {failure!r}"
+            assert failure.code.name == expect["error"], f"{run.name}: {step}: got {failure!r}"
             if "field_violation" in expect:
-                fields = [v.field for v in err.field_violations]
+                fields = [v.field for v in failure.field_violations]
                 assert expect["field_violation"] in fields, f"{run.name}: {step}: violations {fields}"
             continue
         assert "error" not in expect, f"{run.name}: {step}: expected {expect['error']}, got {result}"

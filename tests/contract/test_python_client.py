@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from dedup_client import AsyncDedupClient, DedupClient
 
-from dedup_client import AsyncDedupClient, DedupClient, NO_RETRIES
 from tests.contract.conftest import SCENARIOS, Harness
 from tests.contract.python_driver import Driver, load_scenarios, run_scenario
 
