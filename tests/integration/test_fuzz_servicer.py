@@ -29,7 +29,8 @@ calls = st.one_of(
               namespaces, ids, fingerprints, durations),
     st.builds(lambda n, i, t, r: ("Commit", pb.CommitRequest(namespace=n, id=i, fencing_token=t, result=r)),
               namespaces, ids, tokens, st.one_of(st.none(), st.binary(max_size=5000))),
-    st.builds(lambda n, i, t: ("Release", pb.ReleaseRequest(namespace=n, id=i, fencing_token=t)), namespaces, ids, tokens),
+    st.builds(lambda n, i, t: ("Release", pb.ReleaseRequest(namespace=n, id=i, fencing_token=t)),
+              namespaces, ids, tokens),
     st.builds(lambda n, i, t, w: ("Renew", pb.RenewRequest(namespace=n, id=i, fencing_token=t, lease_ms=w)),
               namespaces, ids, tokens, durations),
     st.builds(lambda n, i: ("Inspect", pb.InspectRequest(namespace=n, id=i)), namespaces, ids),
@@ -54,7 +55,7 @@ def fuzz(target: str) -> dict[str, int]:
                 getattr(stub, method)(message, timeout=10)
                 seen["OK"] = seen.get("OK", 0) + 1
             except grpc.RpcError as err:
-                assert err.code() in DOCUMENTED, (method, message, err.code(), err.details())  # type: ignore[attr-defined]
+                assert err.code() in DOCUMENTED, (method, message, err.code(), err.details())  # type: ignore[attr-defined]  # noqa: PT017
                 seen[err.code().name] = seen.get(err.code().name, 0) + 1  # type: ignore[attr-defined]
 
         one()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import grpc
 import pytest
 
@@ -156,7 +158,7 @@ async def test_tokens_strictly_increase_over_1000_claim_release_cycles(sidecar: 
         tokens.append(held.fencing_token)
         released = await stub.Release(pb.ReleaseRequest(namespace=NS, id=b"cycle", fencing_token=held.fencing_token))
         assert released.outcome == pb.RELEASE_OUTCOME_RELEASED
-    assert all(later > earlier for earlier, later in zip(tokens, tokens[1:]))
+    assert all(later > earlier for earlier, later in itertools.pairwise(tokens))
 
 
 async def test_fingerprint_conflict(sidecar: RunningSidecar) -> None:
