@@ -21,7 +21,6 @@ BAD_REQUESTS: list[tuple[str, str, Any, list[str]]] = [
     ("negative window", "Check", pb.CheckRequest(namespace="ok", id=b"x", window_ms=-1), ["window_ms"]),
     ("lease over max", "Claim", pb.ClaimRequest(namespace="ok", id=b"x", lease_ms=3_600_000), ["lease_ms"]),
     ("lease too short", "Claim", pb.ClaimRequest(namespace="ok", id=b"x", lease_ms=5), ["lease_ms"]),
-    ("no token", "Commit", pb.CommitRequest(namespace="ok", id=b"x"), ["fencing_token"]),
     ("huge token", "Release", pb.ReleaseRequest(namespace="ok", id=b"x", fencing_token=2**60), ["fencing_token"]),
     ("fingerprint too big", "Check", pb.CheckRequest(namespace="ok", id=b"x", fingerprint=b"f" * 65), ["fingerprint"]),
     (

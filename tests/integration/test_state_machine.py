@@ -104,6 +104,13 @@ async def test_renew_extends_and_stale_tokens_change_nothing(sidecar: RunningSid
     assert after.lease_expires_unix_ms == renewed.lease_expires_unix_ms
 
 
+async def test_token_zero_never_holds_a_lease(sidecar: RunningSidecar) -> None:
+    await sidecar.stub.Check(check(b"z1"))  # a Check-marked record stores token 0
+    zero = pb.CommitRequest(namespace=NS, id=b"z1", fencing_token=0)
+    assert (await sidecar.stub.Commit(zero)).outcome == pb.COMMIT_OUTCOME_LEASE_LOST
+    assert (await sidecar.stub.Commit(pb.CommitRequest(namespace=NS, id=b"z2"))).outcome == pb.COMMIT_OUTCOME_LEASE_LOST
+
+
 async def test_commit_retried_by_its_holder_is_committed_again(sidecar: RunningSidecar) -> None:
     held = await sidecar.stub.Claim(claim(b"m6"))
     request = pb.CommitRequest(namespace=NS, id=b"m6", fencing_token=held.fencing_token, result=b"r")

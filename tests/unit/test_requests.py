@@ -21,7 +21,8 @@ def test_valid_requests_have_no_violations() -> None:
 def test_shape_violations_name_each_field() -> None:
     assert fields(shape_violations(CheckRequest("Orders", b""))) == ["namespace", "id"]
     assert fields(shape_violations(CheckRequest("o", b"x" * 513, b"f" * 65))) == ["id", "fingerprint"]
-    assert fields(shape_violations(CommitRequest("o", b"x", 0))) == ["fencing_token"]
+    assert fields(shape_violations(CommitRequest("o", b"x", 0))) == []  # a degraded claim's token
+    assert fields(shape_violations(CommitRequest("o", b"x", -1))) == ["fencing_token"]
     assert fields(shape_violations(CommitRequest("o", b"x", 2**53))) == ["fencing_token"]
     assert fields(shape_violations(CheckRequest("o", b""), "items[3].")) == ["items[3].id"]
 
