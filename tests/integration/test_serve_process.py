@@ -6,6 +6,7 @@ import importlib.util
 import signal
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -84,9 +85,8 @@ def test_sigterm_drains_in_flight_calls_then_exits_zero(redis_server: RedisProce
         _wait_for(lambda: "cmd=evalsha" in admin.execute_command("CLIENT", "LIST").decode())
         sidecar.signal(signal.SIGTERM)
         sidecar.wait_log(lambda entry: str(entry.get("msg", "")).startswith("shutting down"))
-        with grpc.insecure_channel(sidecar.target) as channel:
-            with pytest.raises(grpc.RpcError):  # no new calls once draining
-                health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        with grpc.insecure_channel(sidecar.target) as channel, pytest.raises(grpc.RpcError):  # no new calls
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
     finally:
         admin.execute_command("CLIENT", "UNPAUSE")
     assert sidecar.wait_exit(30) == 0
@@ -102,8 +102,6 @@ def _check_or_error(target: str, record_id: bytes) -> object:
 
 
 def _wait_for(condition: object, within_s: float = 20.0) -> None:
-    import time
-
     deadline = time.monotonic() + within_s
     while not condition():  # type: ignore[operator]
         if time.monotonic() > deadline:
