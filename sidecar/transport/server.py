@@ -41,7 +41,10 @@ def build_server(
 
 
 def build_health_server(settings: Settings, health: health_pb2_grpc.HealthServicer) -> tuple[grpc.aio.Server, int]:
-    """A server with only grpc.health.v1 on --health-listen, not yet started, and its port."""
+    """A server with only grpc.health.v1 (and reflection of it, for grpcurl) on --health-listen."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
     return server, server.add_insecure_port(settings.health_listen)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from dedup.v1 import dedup_pb2 as pb
 from dedup.v1 import dedup_pb2_grpc
@@ -31,6 +32,14 @@ def _health_target(sidecar: SidecarProcess) -> str:
     return target
 
 
+def _reflected_services(target: str) -> set[str]:
+    with grpc.insecure_channel(target) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        responses = stub.ServerReflectionInfo(iter([request]), timeout=5)
+        return {service.name for response in responses for service in response.list_services_response.service}
+
+
 @pytest.fixture
 def sidecar_with_health_port(redis_server: RedisProcess) -> Iterator[SidecarProcess]:
     sidecar = SidecarProcess(["--redis-url", redis_server.url, "--health-listen", "127.0.0.1:0"]).start()
@@ -46,6 +55,7 @@ def test_health_port_reports_readiness_and_liveness(sidecar_with_health_port: Si
 
 def test_health_port_serves_nothing_but_health(sidecar_with_health_port: SidecarProcess) -> None:
     target = _health_target(sidecar_with_health_port)
+    assert _reflected_services(target) == {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
     with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as raised:
         dedup_pb2_grpc.DedupStub(channel).Check(pb.CheckRequest(namespace="orders", id=b"x"), timeout=5)
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
