@@ -24,7 +24,7 @@ from dedup.v1 import dedup_pb2 as pb
 from dedup.v1 import dedup_pb2_grpc
 from tests.deploy.manifests import env_value, find, pod_spec, render, sidecar_container
 from tests.deploy.pod import Pod, write_configmap_volume
-from tests.support.redis_server import RedisProcess, free_port
+from tests.support.redis_server import RedisProcess, free_port, server_binary
 
 pytestmark = pytest.mark.xdist_group("deploy-image")
 
@@ -138,7 +138,7 @@ def test_dev_redis_starts_as_the_manifest_says_and_is_safe(image_root: Path, tmp
     port = free_port()
     args[args.index("--port") + 1] = str(port)
     args[args.index("--dir") + 1] = str(tmp_path)
-    server = RedisProcess().binary
+    server = server_binary()
     process = subprocess.Popen([server, *args[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         cli = image_root / "opt" / "dedup" / "bin" / "dedup-sidecar"
