@@ -31,7 +31,7 @@ image-lint: ## hadolint + Dockerfile checks (no Docker engine needed)
 deploy-validate: ## render deploy/ overlays, validate schemas and posture, start as the manifest says
 	$(VENV)/pytest -q tests/deploy
 
-settings-table: ## print the README settings table from the code
-	$(VENV)/python -m sidecar.settings
+settings-table: ## rewrite the README settings table from sidecar/settings.py
+	$(VENV)/python scripts/update-settings-table.py
 
 .PHONY: help install run test gen lint fmt typecheck image-lint deploy-validate settings-table

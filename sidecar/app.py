@@ -122,11 +122,18 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     health = HealthMonitor(gate.probe, settings.health_interval / 1000)
     await health.start()
     servicer = DedupServicer(service, settings.default_deadline / 1000)
-    server, port = build_server(settings, servicer, health.servicer)
+    try:
+        server, port = build_server(settings, servicer, health.servicer)
+        health_server, health_port = None, 0
+        if settings.health_listen:
+            health_server, health_port = build_health_server(settings, health.servicer)
+    except RuntimeError as err:  # grpc: "Failed to bind to address ..."
+        await store.close()
+        raise StartupError(
+            f"cannot listen ({err}): is another process using --listen/--health-listen/--unix-socket?", EXIT_CONFIG
+        ) from None
     await server.start()
-    health_server, health_port = None, 0
-    if settings.health_listen:
-        health_server, health_port = build_health_server(settings, health.servicer)
+    if health_server is not None:
         await health_server.start()
     await health.check_once()
     listen = f"{settings.listen.rpartition(':')[0]}:{port}" if settings.listen else ""

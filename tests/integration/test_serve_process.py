@@ -170,3 +170,14 @@ def test_a_redis_url_over_a_unix_socket(tmp_path: Path) -> None:
     finally:
         assert sidecar.stop() == 0
         server.close()
+
+
+def test_a_taken_port_is_a_clear_startup_error(redis_server: RedisProcess) -> None:
+    first = SidecarProcess(["--redis-url", redis_server.url]).start()
+    try:
+        second = SidecarProcess(["--redis-url", redis_server.url, "--listen", first.target]).start(wait_serving=False)
+        assert second.wait_exit(30) == 2
+        assert any("cannot listen" in message for message in second.log_messages())
+        assert not any("Traceback" in line for line in second.raw_lines)
+    finally:
+        assert first.stop() == 0
