@@ -27,6 +27,7 @@ class Broker:
         self.deliveries = 0
         self._timers: dict[str, list[asyncio.TimerHandle]] = {}
         self._all_acked = asyncio.Event()
+        self._last_send = 0.0
 
     def start(self) -> None:
         """Schedules the first delivery of every message (shuffled, delayed) and random duplicates."""
@@ -38,13 +39,18 @@ class Broker:
             while self._rng.random() < self._duplicate_rate and copies < 4:
                 copies += 1
             for _ in range(copies):
-                loop.call_later(self._rng.uniform(0, self._max_delay_s), self._deliver, message)
+                delay = self._rng.uniform(0, self._max_delay_s)
+                self._last_send = max(self._last_send, loop.time() + delay)
+                loop.call_later(delay, self._deliver, message, True)
 
-    def _deliver(self, message: str) -> None:
-        if message in self.acked:
+    def _deliver(self, message: str, sent_again: bool = False) -> None:
+        """`sent_again`: a producer-side duplicate, delivered even after an ack (brokers do)."""
+        if message in self.acked and not sent_again:
             return
         self.deliveries += 1
         self._queue.put_nowait(message)
+        if message in self.acked:
+            return
         # Unacked after the visibility timeout (a consumer died holding it): deliver again.
         handle = asyncio.get_running_loop().call_later(self._visibility_s, self._deliver, message)
         self._timers.setdefault(message, []).append(handle)
@@ -65,7 +71,12 @@ class Broker:
             asyncio.get_running_loop().call_later(delay_s * self._rng.uniform(1.0, 1.5), self._deliver, message)
 
     async def wait_all_acked(self) -> None:
+        """Every message acked and every producer-side duplicate delivered and taken."""
         await self._all_acked.wait()
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(self._last_send - loop.time(), 0))
+        while not self._queue.empty():  # noqa: ASYNC110 - bounded by the caller's timeout
+            await asyncio.sleep(0.05)
 
     def close(self) -> None:
         for handles in self._timers.values():
