@@ -17,8 +17,8 @@ from sidecar.redis_store.safety import StoreReport, inspect_store
 from sidecar.redis_store.store import RedisStore
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
+from sidecar.transport.security import build_servicer
 from sidecar.transport.server import build_server
-from sidecar.transport.servicer import DedupServicer
 
 log = logging.getLogger("dedup.serve")
 
@@ -119,7 +119,7 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     service = DedupService(store, policies, ServiceLimits(settings.max_batch, settings.key_prefix))
     health = HealthMonitor(gate.probe, settings.health_interval / 1000)
     await health.start()
-    servicer = DedupServicer(service, settings.default_deadline / 1000)
+    servicer = build_servicer(settings, service, policies)
     server, port = build_server(settings, servicer, health.servicer)
     await server.start()
     await health.check_once()
