@@ -18,6 +18,7 @@ from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
 from sidecar.transport.security import build_servicer
 from sidecar.transport.server import build_server
+from tests.chaos.conftest import redis_factory  # noqa: F401 - shared fixture
 from tests.support.certs import CA
 from tests.support.inprocess import StaticPolicies, unique_prefix
 
