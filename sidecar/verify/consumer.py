@@ -93,7 +93,8 @@ class Consumer:
             deadline = time.monotonic() + 4 * self._lease_ms / 1000
             while time.monotonic() < deadline and not self._history.sink.newer_than(message, token):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
-        if not self._history.sink.apply(message, token, self.number, claimed_at, time.monotonic()):
+        now, lease_s = time.monotonic(), self._lease_ms / 1000
+        if not self._history.sink.apply(message, token, self.number, claimed_at, now, lease_s):
             self._broker.nack(message, 0.05)  # fenced out: the newer holder owns it
             return
         await self._commit(message, token, claimed_at)

@@ -22,6 +22,8 @@ class Application:
     claimed_at: float  # monotonic time the Claim that granted `token` was sent
     applied_at: float
     accepted: bool  # False: the fenced sink refused a stale token
+    lease_expired: bool = False  # written after the holder's lease had ended (a stale writer)
+    lease_s: float = 1e9
 
 
 class FencedSink:
@@ -31,11 +33,14 @@ class FencedSink:
         self.highest: dict[str, int] = {}
         self.applications: list[Application] = []
 
-    def apply(self, message: str, token: int, consumer: int, claimed_at: float, now: float) -> bool:
+    def apply(
+        self, message: str, token: int, consumer: int, claimed_at: float, now: float, lease_s: float = 1e9
+    ) -> bool:
         accepted = token >= self.highest.get(message, 0)
         if accepted:
             self.highest[message] = token
-        self.applications.append(Application(message, token, consumer, claimed_at, now, accepted))
+        expired = now > claimed_at + lease_s
+        self.applications.append(Application(message, token, consumer, claimed_at, now, accepted, expired, lease_s))
         return accepted
 
     def newer_than(self, message: str, token: int) -> bool:
@@ -64,6 +69,9 @@ class Verdict:
     applied: int
     lost: list[str]
     duplicate_effects: int
+    # of which one writer's lease ended before its write or before its Commit was confirmed (an
+    # outage or pause longer than the lease): at-least-once; only an idempotent sink stops these
+    stale_writer_duplicates: int
     duplicates_after_commit: int
     fenced_rejections: int
     lease_lost: int
@@ -75,9 +83,8 @@ class Verdict:
     @property
     def ok(self) -> bool:
         """The guarantees: nothing lost, no effect applied twice, no wrong answer."""
-        return (
-            not self.lost and self.duplicate_effects == 0 and self.duplicates_after_commit == 0 and not self.conflicts
-        )
+        unexplained = self.duplicate_effects - self.stale_writer_duplicates
+        return not self.lost and unexplained == 0 and self.duplicates_after_commit == 0 and not self.conflicts
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +95,7 @@ class Verdict:
             "lost": len(self.lost),
             "lost_sample": self.lost[:20],
             "duplicate_effects": self.duplicate_effects,
+            "stale_writer_duplicates": self.stale_writer_duplicates,
             "duplicates_after_commit": self.duplicates_after_commit,
             "fenced_rejections": self.fenced_rejections,
             "lease_lost": self.lease_lost,
@@ -111,6 +119,14 @@ def check(messages: list[str], history: History) -> Verdict:
             rejected += 1
     lost = [m for m in messages if not accepted.get(m)]
     duplicates = sum(len(apps) - 1 for apps in accepted.values())
+
+    def unconfirmed(app: Application) -> bool:
+        """A stale writer, or a holder whose Commit was not confirmed within its lease (an outage)."""
+        commits = history.commits.get(app.message, [])
+        in_time = any(t == app.token and at <= app.claimed_at + app.lease_s for t, at in commits)
+        return app.lease_expired or not in_time
+
+    stale = sum(len(apps) - 1 for apps in accepted.values() if any(unconfirmed(app) for app in apps))
     after_commit = 0
     for message, apps in accepted.items():
         for app in apps:
@@ -122,6 +138,7 @@ def check(messages: list[str], history: History) -> Verdict:
         applied=len(accepted),
         lost=lost,
         duplicate_effects=duplicates,
+        stale_writer_duplicates=stale,
         duplicates_after_commit=after_commit,
         fenced_rejections=rejected,
         lease_lost=history.lease_lost,

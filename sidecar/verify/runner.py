@@ -84,7 +84,8 @@ class Report:
                 f"  rpc errors: {errors}",
                 f"  lost (input - applied): {len(v.lost)}",
                 f"  duplicate effects: {v.duplicate_effects} "
-                f"(after an acknowledged commit: {v.duplicates_after_commit})",
+                f"(after an acknowledged commit: {v.duplicates_after_commit}; "
+                f"by a writer whose lease ended before its commit was confirmed: {v.stale_writer_duplicates})",
                 f"  stale writes rejected by the fenced sink: {v.fenced_rejections}; LEASE_LOST: {v.lease_lost}",
                 f"  verdict: {'OK: effectively once' if v.ok else 'GUARANTEE BROKEN'}",
             ]
