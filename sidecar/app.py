@@ -17,8 +17,8 @@ from sidecar.redis_store.safety import StoreReport, inspect_store
 from sidecar.redis_store.store import RedisStore
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
+from sidecar.transport.security import build_servicer
 from sidecar.transport.server import build_health_server, build_server
-from sidecar.transport.servicer import DedupServicer
 
 log = logging.getLogger("dedup.serve")
 
@@ -121,7 +121,7 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     service = DedupService(store, policies, ServiceLimits(settings.max_batch, settings.key_prefix))
     health = HealthMonitor(gate.probe, settings.health_interval / 1000)
     await health.start()
-    servicer = DedupServicer(service, settings.default_deadline / 1000)
+    servicer = build_servicer(settings, service, policies)
     try:
         server, port = build_server(settings, servicer, health.servicer)
         health_server, health_port = None, 0

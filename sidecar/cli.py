@@ -190,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "commit":
             op.add_argument("--result", help="result to store for later duplicates")
         op.set_defaults(run=_operate)
+
+    from sidecar.verify.command import add_verify_command
+
+    add_verify_command(commands)
     return parser
 
 

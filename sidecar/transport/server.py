@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from dedup.v1 import dedup_pb2, dedup_pb2_grpc
 from sidecar.settings import Settings
 from sidecar.transport.servicer import DedupServicer
+from sidecar.transport.tls import add_tcp_listener
 
 SERVICE_NAME = dedup_pb2.DESCRIPTOR.services_by_name["Dedup"].full_name
 
@@ -26,7 +27,8 @@ def build_server(
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
     )
     dedup_pb2_grpc.add_DedupServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -34,7 +36,7 @@ def build_server(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(settings.listen) if settings.listen else 0
+    port = add_tcp_listener(server, settings) if settings.listen else 0
     if settings.unix_socket:
         server.add_insecure_port(f"unix:{settings.unix_socket}")
     return server, port

@@ -38,9 +38,6 @@ KNOWN_SETTINGS = {env_name(item.name) for item in SETTINGS_FIELDS}
 # When one lands, this test fails: check the component against it, then drop it here.
 PENDING_SETTINGS = {
     "DEDUP_METRICS_LISTEN": "telemetry (issue 3): components/prometheus",
-    "DEDUP_TLS_CERT": "TLS (issue 8): components/mtls",
-    "DEDUP_TLS_KEY": "TLS (issue 8): components/mtls",
-    "DEDUP_TLS_CLIENT_CA": "TLS (issue 8): components/mtls",
 }
 
 POD_OBJECTS = [(overlay, workload) for overlay in OVERLAYS for workload in workloads(render(overlay))]
