@@ -17,6 +17,8 @@ from sidecar.redis_store.safety import StoreReport, inspect_store
 from sidecar.redis_store.store import RedisStore
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
+from sidecar.telemetry.config import TelemetryConfigError
+from sidecar.telemetry.runtime import Telemetry, start_telemetry
 from sidecar.transport.server import build_server
 from sidecar.transport.servicer import DedupServicer
 
@@ -72,6 +74,15 @@ class StoreGate:
             return self.safe
 
 
+def _start_telemetry(settings: Settings, policies: PolicyFile) -> Telemetry:
+    try:
+        telemetry = start_telemetry(policies, settings.metrics_listen)
+    except (TelemetryConfigError, OSError, ValueError) as err:
+        raise StartupError(f"cannot start telemetry: {err}", EXIT_CONFIG) from err
+    log.info("telemetry", extra=telemetry.report())
+    return telemetry
+
+
 def _install_signal_handlers(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -116,11 +127,12 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     except StoreError as err:
         log.warning("store not reachable at startup (%s); serving NOT_SERVING until it is", err)
 
-    service = DedupService(store, policies, ServiceLimits(settings.max_batch, settings.key_prefix))
+    telemetry = _start_telemetry(settings, policies)
+    service = DedupService(store, policies, ServiceLimits(settings.max_batch, settings.key_prefix), telemetry.observer)
     health = HealthMonitor(gate.probe, settings.health_interval / 1000)
     await health.start()
     servicer = DedupServicer(service, settings.default_deadline / 1000)
-    server, port = build_server(settings, servicer, health.servicer)
+    server, port = build_server(settings, servicer, health.servicer, telemetry.interceptors)
     await server.start()
     await health.check_once()
     listen = f"{settings.listen.rpartition(':')[0]}:{port}" if settings.listen else ""
@@ -144,5 +156,6 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await store.close()
+        await asyncio.to_thread(telemetry.shutdown)
     log.info("stopped")
     return EXIT_OK

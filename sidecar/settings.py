@@ -56,6 +56,9 @@ class Settings:
     health_interval: int = _setting(1_000, "How often Redis reachability is probed for health", kind="duration")
     shutdown_grace: int = _setting(10_000, "How long in-flight calls may finish after SIGTERM", kind="duration")
     allow_unsafe_store: bool = _setting(False, "Serve even when the startup checks find Redis unsafe", kind="bool")
+    metrics_listen: str = _setting(
+        "", "HTTP address (host:port) for the Prometheus /metrics endpoint; empty: no endpoint"
+    )
     log_level: str = _setting("info", "Log level", choices=("debug", "info", "warning", "error"))
 
     def __post_init__(self) -> None:
@@ -63,6 +66,8 @@ class Settings:
             raise SettingsError("nothing to serve on: set --listen and/or --unix-socket")
         if self.listen and ":" not in self.listen:
             raise SettingsError(f"--listen must be host:port, got {self.listen!r}")
+        if self.metrics_listen and not self.metrics_listen.rpartition(":")[2].isdigit():
+            raise SettingsError(f"--metrics-listen must be host:port, got {self.metrics_listen!r}")
         if self.max_batch < 1:
             raise SettingsError(f"--max-batch must be at least 1, got {self.max_batch}")
         for item in fields(self):
