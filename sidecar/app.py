@@ -91,6 +91,8 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Serves until `stop` is set (or SIGTERM/SIGINT); returns the process exit code."""
+    stop = stop or asyncio.Event()
+    _install_signal_handlers(stop)  # before anything starts: a SIGTERM during startup still shuts down cleanly
     try:
         policies = PolicyFile(settings.policies)
     except PolicyError as err:
@@ -116,7 +118,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
             await asyncio.to_thread(embedded.stop)
 
 
-async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, stop: asyncio.Event | None) -> int:
+async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, stop: asyncio.Event) -> int:
     store = RedisStore(connect(url, timeout_s=settings.store_timeout / 1000))
     log.info("store: %s", redact(url))
     gate = StoreGate(store, settings.allow_unsafe_store)
@@ -138,8 +140,6 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     listen = f"{settings.listen.rpartition(':')[0]}:{port}" if settings.listen else ""
     log.info("serving", extra={"listen": listen, "unix_socket": settings.unix_socket, "ready": health.ready})
 
-    stop = stop or asyncio.Event()
-    _install_signal_handlers(stop)
     tasks = [
         asyncio.create_task(health.run(), name="health"),
         asyncio.create_task(policies.watch(settings.policies_poll / 1000), name="policies"),
