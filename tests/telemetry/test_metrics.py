@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +16,8 @@ from dedup.v1 import dedup_pb2 as pb
 from dedup.v1 import dedup_pb2_grpc
 from tests.support.redis_server import RedisProcess, free_port
 from tests.support.sidecar_process import SidecarProcess
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dedup-sidecar.json"
 
 POLICIES = """
 namespaces:
@@ -119,6 +122,13 @@ async def test_counters_after_a_scripted_sequence(
     assert durations[labels(method="CheckBatch", code="OK")] == 1
     assert values(samples, "dedup_degraded_total") == {}
     assert values(samples, "dedup_store_errors_total") == {}
+
+    # The Grafana dashboard queries only what the sidecar exports (zero counters are absent here).
+    exported = {name for name, _ in samples} | {"dedup_degraded_total", "dedup_store_errors_total"}
+    assert set(re.findall(r"dedup_[a-z_]+", DASHBOARD.read_text())) <= exported
+    # le is "64800" from this exporter and "64800.0" once Prometheus 3 normalises it: the dashboard matches both.
+    for bucket in re.findall(r'le=~\\"([0-9]+)\(', DASHBOARD.read_text()):
+        assert ("dedup_duplicate_age_seconds_bucket", labels(namespace="orders", le=bucket)) in samples
 
 
 async def test_store_errors_and_degraded_answers_are_counted_and_logged(tmp_path: Path) -> None:
