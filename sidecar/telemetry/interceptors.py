@@ -14,8 +14,9 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import Tracer
 
+from sidecar.telemetry.current import CURRENT_CALL
 from sidecar.telemetry.metrics import DedupMetrics
-from sidecar.telemetry.spans import CURRENT_CALL, CallSpan
+from sidecar.telemetry.spans import CallSpan
 
 DEDUP_PREFIX = "/dedup.v1.Dedup/"
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 
 from sidecar.domain.errors import StoreError
-from sidecar.domain.outcomes import Decision, ForgetOutcome, Inspection
+from sidecar.domain.outcomes import CommitOutcome, Decision, ForgetOutcome, Inspection, ReleaseOutcome, RenewOutcome
 from sidecar.domain.policy import TraceIds
 from sidecar.telemetry import outcomes
 from sidecar.telemetry.ids import shown_id
 
 log = logging.getLogger("dedup.decisions")
+
+_LEASE_LOST = frozenset({CommitOutcome.LEASE_LOST, ReleaseOutcome.LEASE_LOST, RenewOutcome.LEASE_LOST})
 
 
 def _fields(operation: str, namespace: str, record_id: bytes, trace_ids: TraceIds) -> dict[str, object]:
@@ -34,10 +36,10 @@ class LogObserver:
         record_id: bytes = b"",
         trace_ids: TraceIds = TraceIds.OMIT,
     ) -> None:
-        if outcomes.is_degraded(decision):
+        if getattr(decision, "degraded", False):
             fields = _fields(operation, namespace, record_id, trace_ids)
             log.warning("degraded answer: the store failed, answering %s", outcomes.answered(decision), extra=fields)
-        elif outcomes.decided(decision) == "LEASE_LOST":
+        elif (getattr(decision, "shadow_outcome", None) or getattr(decision, "outcome", None)) in _LEASE_LOST:
             log.warning(
                 "lease lost: the holder's token is stale", extra=_fields(operation, namespace, record_id, trace_ids)
             )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from opentelemetry.trace import Span, SpanKind, Tracer
@@ -23,6 +22,7 @@ from sidecar.domain.errors import StoreError
 from sidecar.domain.outcomes import Decision, ForgetOutcome, Inspection
 from sidecar.domain.policy import TraceIds
 from sidecar.telemetry import outcomes, trace_context
+from sidecar.telemetry.current import CURRENT_CALL
 from sidecar.telemetry.ids import shown_id
 
 # Outcomes whose span links to the span that first saw (or committed) the record.
@@ -124,9 +124,6 @@ class Attrs:
         return out
 
 
-CURRENT_CALL: ContextVar[CallSpan | None] = ContextVar("dedup_call_span", default=None)
-
-
 class SpanObserver:
     """Adds each decision to the current RPC's CallSpan (a no-op outside a traced RPC)."""
 
@@ -139,12 +136,12 @@ class SpanObserver:
         trace_ids: TraceIds = TraceIds.OMIT,
     ) -> None:
         call = CURRENT_CALL.get()
-        if call is not None and call.span.is_recording():
+        if call is not None:
             call.add(operation, namespace, decision, Attrs(record_id, trace_ids))
 
     def store_failed(self, operation: str, namespace: str, error: StoreError, degraded: bool) -> None:
         call = CURRENT_CALL.get()
-        if call is not None and call.span.is_recording():
+        if call is not None:
             call.failed(error, degraded)
 
 
@@ -154,7 +151,7 @@ _NO_SPAN = contextlib.nullcontext()
 def store_span(script: str, keys: int) -> contextlib.AbstractContextManager[object]:
     """A client span for one Redis script call, child of the RPC's span; a shared no-op when untraced."""
     call = CURRENT_CALL.get()
-    if call is None or not call.span.is_recording():
+    if call is None:
         return _NO_SPAN
     return _traced(call.tracer, script, keys)
 

@@ -1,13 +1,16 @@
 """The trace context stored with a record, so a later duplicate can link to the original span.
 
 Encoding (26 bytes): version 0x01, 16-byte trace id, 8-byte span id, 1 flags byte.
-Anything else (empty: the original was not traced) decodes to None.
+Anything else (empty: the original was not traced) decodes to None. Only
+recorded (sampled) RPCs store their context: a link to a span that was never
+exported would lead nowhere.
 """
 
 from __future__ import annotations
 
-from opentelemetry import trace
 from opentelemetry.trace import SpanContext, TraceFlags
+
+from sidecar.telemetry.current import CURRENT_CALL
 
 VERSION = 1
 ENCODED_LENGTH = 26
@@ -25,8 +28,9 @@ def encode(context: SpanContext) -> bytes:
 
 
 def current() -> bytes:
-    """The encoded context of the current span; empty when there is none (tracing off)."""
-    return encode(trace.get_current_span().get_span_context())
+    """The encoded context of the current RPC's span; empty unless the RPC is traced and sampled."""
+    call = CURRENT_CALL.get()
+    return b"" if call is None else encode(call.span.get_span_context())
 
 
 def decode(raw: bytes) -> SpanContext | None:
