@@ -52,12 +52,15 @@ def _rewrap(
     return handler
 
 
-class SpanInterceptor(ServerInterceptor):
-    """Runs inside the OpenTelemetry server interceptor: names the span per the RPC
-    conventions and gives the call a CallSpan that collects its decisions."""
+class _WrappingInterceptor(ServerInterceptor):
+    """Wraps each dedup method's handler once and reuses it (the inner handler is the same object
+    for every call of a method), so a call pays for the wrapper, not for building it."""
 
-    def __init__(self, tracer: Tracer) -> None:
-        self._tracer = tracer
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
+        raise NotImplementedError
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -66,6 +69,23 @@ class SpanInterceptor(ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or not method.startswith(DEDUP_PREFIX):
             return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
+class SpanInterceptor(_WrappingInterceptor):
+    """Runs inside the OpenTelemetry server interceptor: names the span per the RPC
+    conventions and gives the call a CallSpan that collects its decisions."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        super().__init__()
+        self._tracer = tracer
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
         name = method.lstrip("/")
         aggregate = method.endswith("Batch") or method.endswith("/Stream")
         tracer = self._tracer
@@ -107,19 +127,14 @@ class SpanInterceptor(ServerInterceptor):
         return _rewrap(handler, unary, streaming)
 
 
-class RpcMetricsInterceptor(ServerInterceptor):
+class RpcMetricsInterceptor(_WrappingInterceptor):
     """Records dedup_rpc_duration_seconds{method,code} for every unary dedup RPC."""
 
     def __init__(self, metrics: DedupMetrics) -> None:
+        super().__init__()
         self._metrics = metrics
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or not method.startswith(DEDUP_PREFIX):
-            return handler
+    def _wrap(self, method: str, handler: Handler) -> Handler:
         short = method[len(DEDUP_PREFIX) :]
         record = self._metrics.rpc_duration
 

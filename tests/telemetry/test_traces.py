@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import http.server
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import ClassVar
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -215,3 +224,76 @@ def test_startup_report_names_the_exporters(traced_sidecar: SidecarProcess) -> N
     line = traced_sidecar.wait_log(lambda e: e.get("msg") == "telemetry")
     assert line["traces"] == "otlp"
     assert line["metrics"] == "none"
+
+
+async def test_a_stream_is_one_span_with_per_outcome_counts(
+    stub: dedup_pb2_grpc.DedupStub, receiver: OtlpReceiver
+) -> None:
+    parent, seen = client_span(), new_id()
+    messages = [
+        pb.StreamRequest(correlation_id=n, check=pb.CheckRequest(namespace="ids.hash", id=record_id))
+        for n, record_id in enumerate((seen, seen, new_id()))
+    ]
+    call = stub.Stream(iter(messages), metadata=metadata(parent))
+    responses = [response async for response in call]
+    assert len(responses) == 3
+    span = server_span_of(receiver, parent)
+    attrs = attributes(span)
+    assert span.name == "dedup.v1.Dedup/Stream"
+    assert attrs["dedup.count.check.new"] + attrs.get("dedup.count.check.duplicate", 0) == 3
+    assert attrs["dedup.items"] == 3
+    assert "dedup.id_hash" not in attrs
+
+
+class _HttpTraces(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[ExportTraceServiceRequest]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/v1/traces":
+            self.received.append(ExportTraceServiceRequest.FromString(body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+        self.wfile.write(ExportTraceServiceResponse().SerializeToString())
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+async def test_otlp_over_http(redis_server: RedisProcess) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HttpTraces)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }
+    process = SidecarProcess(["--redis-url", redis_server.url, "--key-prefix", f"th-{uuid.uuid4().hex}:"], env=env)
+    process.start()
+    try:
+        parent = client_span()
+        async with grpc.aio.insecure_channel(process.target) as channel:
+            await dedup_pb2_grpc.DedupStub(channel).Check(
+                pb.CheckRequest(namespace="h", id=b"1"), metadata=metadata(parent)
+            )
+        trace_id = parent.get_span_context().trace_id.to_bytes(16, "big")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            spans = [
+                span
+                for request in list(_HttpTraces.received)
+                for resource_spans in request.resource_spans
+                for scope_spans in resource_spans.scope_spans
+                for span in scope_spans.spans
+                if span.trace_id == trace_id
+            ]
+            if any(span.name == "dedup.v1.Dedup/Check" for span in spans):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("no span arrived over OTLP/HTTP")
+    finally:
+        process.stop()
+        server.shutdown()
