@@ -4,8 +4,9 @@ Self-contained: starts a real Redis, an OTLP/gRPC sink (a separate process, so
 receiving spans does not steal the load generator's CPU), and one sidecar
 process per mode; then drives unary Check calls (half new ids, half duplicates,
 so duplicate spans carry links) from `--concurrency` concurrent callers, in
-interleaved rounds, and reports throughput and latency as ratios to "off".
-Timings depend on the machine; only the ratios are meant to be compared.
+interleaved rounds, and reports the sidecar's CPU time per call (from
+/proc/<pid>/stat: the least noisy number on a shared machine), throughput and
+latency, as ratios to "off". Only the ratios are meant to be compared.
 
     python bench/telemetry_overhead.py [--seconds 5] [--rounds 3] [--concurrency 32]
 """
@@ -59,11 +60,22 @@ def mode_env(mode: str, endpoint: str) -> dict[str, str]:
     return env
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Result:
     calls: int
     seconds: float
     latencies: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+
+    @property
+    def cpu_us_per_call(self) -> float:
+        return self.cpu_s / self.calls * 1e6
 
     @property
     def rate(self) -> float:
@@ -124,11 +136,17 @@ def main() -> int:
                 env=mode_env(mode, endpoint),
                 cwd=str(ROOT),
             ).start()
+        for mode in MODES:  # warm-up, not measured: connections, script cache, first-call imports
+            asyncio.run(drive(sidecars[mode].target, 1.0, args.concurrency))
         for round_ in range(args.rounds):
             for mode in MODES:
+                pid = sidecars[mode].process.pid  # type: ignore[union-attr]
+                cpu_before = cpu_seconds(pid)
                 result = asyncio.run(drive(sidecars[mode].target, args.seconds, args.concurrency))
+                result.cpu_s = cpu_seconds(pid) - cpu_before
                 results[mode].append(result)
-                print(f"round {round_ + 1} {mode:>10}: {result.rate:8.0f} calls/s", file=sys.stderr)
+                line = f"{result.rate:8.0f} calls/s {result.cpu_us_per_call:6.0f} CPU us/call"
+                print(f"round {round_ + 1} {mode:>10}: {line}", file=sys.stderr)
     finally:
         for process in sidecars.values():
             process.stop()
@@ -137,19 +155,23 @@ def main() -> int:
         receiver.wait(10)
         redis.close()
 
+    base_cpu = statistics.median(r.cpu_us_per_call for r in results["off"])
     base_rate = statistics.median(r.rate for r in results["off"])
     base_p50 = statistics.median(r.quantile(0.5) for r in results["off"])
     base_p99 = statistics.median(r.quantile(0.99) for r in results["off"])
     print(f"{args.rounds} rounds x {args.seconds:g}s per mode, {args.concurrency} concurrent unary Check callers")
-    print("| mode | calls/s | throughput vs off | p50 ms | p50 vs off | p99 ms | p99 vs off |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| mode | sidecar CPU us/call | CPU vs off | calls/s | throughput vs off | p50 ms | p50 vs off | p99 vs off |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for mode in MODES:
+        cpu = statistics.median(r.cpu_us_per_call for r in results[mode])
         rate = statistics.median(r.rate for r in results[mode])
         p50 = statistics.median(r.quantile(0.5) for r in results[mode])
         p99 = statistics.median(r.quantile(0.99) for r in results[mode])
         print(
-            f"| {mode} | {rate:.0f} | {rate / base_rate:.3f} | {p50 * 1000:.2f} | {p50 / base_p50:.3f} "
-            f"| {p99 * 1000:.2f} | {p99 / base_p99:.3f} |"
+            f"| {mode} | {cpu:.0f} | {cpu / base_cpu:.3f} | {rate:.0f} | {rate / base_rate:.3f} "
+            f"| {p50 * 1000:.2f} | {p50 / base_p50:.3f} | {p99 / base_p99:.3f} |"
         )
     calls_on = sum(r.calls for r in results["always_on"])
     print(f"spans received by the OTLP sink: {exported} (always_on made {calls_on} measured calls + warm-ups)")
