@@ -19,7 +19,7 @@ from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
 from sidecar.telemetry.config import TelemetryConfigError
 from sidecar.telemetry.runtime import Telemetry, start_telemetry
-from sidecar.transport.server import build_server
+from sidecar.transport.server import build_health_server, build_server
 from sidecar.transport.servicer import DedupServicer
 
 log = logging.getLogger("dedup.serve")
@@ -134,11 +134,32 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     health = HealthMonitor(gate.probe, settings.health_interval / 1000)
     await health.start()
     servicer = DedupServicer(service, settings.default_deadline / 1000)
-    server, port = build_server(settings, servicer, health.servicer, telemetry.interceptors)
+    try:
+        server, port = build_server(settings, servicer, health.servicer, telemetry.interceptors)
+        health_server, health_port = None, 0
+        if settings.health_listen:
+            health_server, health_port = build_health_server(settings, health.servicer)
+    except RuntimeError as err:  # grpc: "Failed to bind to address ..."
+        await store.close()
+        telemetry.shutdown()
+        raise StartupError(
+            f"cannot listen ({err}): is another process using --listen/--health-listen/--unix-socket?", EXIT_CONFIG
+        ) from None
     await server.start()
+    if health_server is not None:
+        await health_server.start()
     await health.check_once()
     listen = f"{settings.listen.rpartition(':')[0]}:{port}" if settings.listen else ""
-    log.info("serving", extra={"listen": listen, "unix_socket": settings.unix_socket, "ready": health.ready})
+    health_listen = f"{settings.health_listen.rpartition(':')[0]}:{health_port}" if health_server else ""
+    log.info(
+        "serving",
+        extra={
+            "listen": listen,
+            "unix_socket": settings.unix_socket,
+            "health_listen": health_listen,
+            "ready": health.ready,
+        },
+    )
 
     tasks = [
         asyncio.create_task(health.run(), name="health"),
@@ -150,6 +171,8 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
         await health.drain()
         await server.stop(settings.shutdown_grace / 1000)
     finally:
+        if health_server is not None:
+            await health_server.stop(None)
         for task in tasks:
             task.cancel()
         for task in tasks:

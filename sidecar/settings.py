@@ -34,6 +34,9 @@ class SettingsError(ValueError):
 class Settings:
     listen: str = _setting("127.0.0.1:50051", "TCP address to serve gRPC on (host:port); empty to disable TCP")
     unix_socket: str = _setting("", "Unix socket path to serve gRPC on as well (empty: none)")
+    health_listen: str = _setting(
+        "", "TCP address serving only grpc.health.v1, for Kubernetes grpc probes (e.g. 0.0.0.0:50052; empty: none)"
+    )
     redis_url: str = _setting(
         "", "Redis URL (redis://, rediss://, unix://; AUTH in the URL). Empty: run an embedded server"
     )
@@ -64,8 +67,10 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.listen and not self.unix_socket:
             raise SettingsError("nothing to serve on: set --listen and/or --unix-socket")
-        if self.listen and ":" not in self.listen:
-            raise SettingsError(f"--listen must be host:port, got {self.listen!r}")
+        for name in ("listen", "health_listen"):
+            value = getattr(self, name)
+            if value and ":" not in value:
+                raise SettingsError(f"--{_flag(name)} must be host:port, got {value!r}")
         if self.metrics_listen and not self.metrics_listen.rpartition(":")[2].isdigit():
             raise SettingsError(f"--metrics-listen must be host:port, got {self.metrics_listen!r}")
         if self.max_batch < 1:

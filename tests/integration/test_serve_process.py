@@ -143,3 +143,41 @@ def test_bad_policies_file_at_startup_exits_with_the_problem(redis_server: Redis
     sidecar = SidecarProcess(["--redis-url", redis_server.url, "--policies", str(policies)]).start(wait_serving=False)
     assert sidecar.wait_exit(30) == 2
     assert any("namespaces.orders.lease" in message for message in sidecar.log_messages())
+
+
+def test_unix_socket_listener_and_a_password_protected_redis(tmp_path: Path) -> None:
+    protected = RedisProcess().start()
+    protected.client().config_set("requirepass", "s3cret")
+    socket_path = tmp_path / "dedup.sock"
+    url = f"redis://:s3cret@127.0.0.1:{protected.port}/0"
+    sidecar = SidecarProcess(["--redis-url", url, "--listen", "", "--unix-socket", str(socket_path)]).start()
+    try:
+        assert sidecar.target == f"unix:{socket_path}"
+        assert check(sidecar.target, b"over-uds") == pb.CHECK_OUTCOME_NEW
+        assert check(sidecar.target, b"over-uds") == pb.CHECK_OUTCOME_DUPLICATE
+        assert not any("s3cret" in line for line in sidecar.raw_lines)  # the password is never logged
+    finally:
+        assert sidecar.stop() == 0
+        protected.close()
+
+
+def test_a_redis_url_over_a_unix_socket(tmp_path: Path) -> None:
+    socket_path = tmp_path / "redis.sock"
+    server = RedisProcess("--unixsocket", str(socket_path), "--unixsocketperm", "700").start()
+    sidecar = SidecarProcess(["--redis-url", f"unix://{socket_path}"]).start()
+    try:
+        assert check(sidecar.target, b"via-unix-redis") == pb.CHECK_OUTCOME_NEW
+    finally:
+        assert sidecar.stop() == 0
+        server.close()
+
+
+def test_a_taken_port_is_a_clear_startup_error(redis_server: RedisProcess) -> None:
+    first = SidecarProcess(["--redis-url", redis_server.url]).start()
+    try:
+        second = SidecarProcess(["--redis-url", redis_server.url, "--listen", first.target]).start(wait_serving=False)
+        assert second.wait_exit(30) == 2
+        assert any("cannot listen" in message for message in second.log_messages())
+        assert not any("Traceback" in line for line in second.raw_lines)
+    finally:
+        assert first.stop() == 0

@@ -112,3 +112,16 @@ async def test_frozen_redis_is_deadline_exceeded_within_the_deadline(own_redis: 
         # The frozen calls' outcome was unknown; the store answers truthfully again afterwards.
         after = await eventually(lambda: _try_check(sc.stub, b"frozen"), lambda o: o is not None, within_s=15)
         assert after in (pb.CHECK_OUTCOME_NEW, pb.CHECK_OUTCOME_DUPLICATE)
+
+
+async def test_calls_without_a_deadline_get_the_server_side_cap(own_redis: RedisProcess) -> None:
+    async with running_sidecar(own_redis.url, POLICIES, store_timeout_s=30, default_deadline=300) as sc:
+        await sc.stub.Check(pb.CheckRequest(namespace="strict", id=b"warm"))
+        assert own_redis.process is not None
+        os.kill(own_redis.process.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await sc.stub.Check(pb.CheckRequest(namespace="strict", id=b"no-deadline"))  # no client deadline
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        finally:
+            os.kill(own_redis.process.pid, signal.SIGCONT)
