@@ -37,7 +37,6 @@ KNOWN_SETTINGS = {env_name(item.name) for item in SETTINGS_FIELDS}
 # Settings the manifests name before the sidecar has them (other issues build them).
 # When one lands, this test fails: check the component against it, then drop it here.
 PENDING_SETTINGS = {
-    "DEDUP_METRICS_LISTEN": "telemetry (issue 3): components/prometheus",
     "DEDUP_TLS_CERT": "TLS (issue 8): components/mtls",
     "DEDUP_TLS_KEY": "TLS (issue 8): components/mtls",
     "DEDUP_TLS_CLIENT_CA": "TLS (issue 8): components/mtls",
