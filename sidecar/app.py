@@ -17,6 +17,8 @@ from sidecar.redis_store.safety import StoreReport, inspect_store
 from sidecar.redis_store.store import RedisStore
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
+from sidecar.telemetry.config import TelemetryConfigError
+from sidecar.telemetry.runtime import Telemetry, start_telemetry
 from sidecar.transport.security import build_servicer
 from sidecar.transport.server import build_health_server, build_server
 
@@ -72,6 +74,15 @@ class StoreGate:
             return self.safe
 
 
+def _start_telemetry(settings: Settings, policies: PolicyFile) -> Telemetry:
+    try:
+        telemetry = start_telemetry(policies, settings.metrics_listen)
+    except (TelemetryConfigError, OSError, ValueError) as err:
+        raise StartupError(f"cannot start telemetry: {err}", EXIT_CONFIG) from err
+    log.info("telemetry", extra=telemetry.report())
+    return telemetry
+
+
 def _install_signal_handlers(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -118,17 +129,19 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     except StoreError as err:
         log.warning("store not reachable at startup (%s); serving NOT_SERVING until it is", err)
 
-    service = DedupService(store, policies, ServiceLimits(settings.max_batch, settings.key_prefix))
+    telemetry = _start_telemetry(settings, policies)
+    service = DedupService(store, policies, ServiceLimits(settings.max_batch, settings.key_prefix), telemetry.observer)
     health = HealthMonitor(gate.probe, settings.health_interval / 1000)
     await health.start()
     servicer = build_servicer(settings, service, policies)
     try:
-        server, port = build_server(settings, servicer, health.servicer)
+        server, port = build_server(settings, servicer, health.servicer, telemetry.interceptors)
         health_server, health_port = None, 0
         if settings.health_listen:
             health_server, health_port = build_health_server(settings, health.servicer)
     except RuntimeError as err:  # grpc: "Failed to bind to address ..."
         await store.close()
+        telemetry.shutdown()
         raise StartupError(
             f"cannot listen ({err}): is another process using --listen/--health-listen/--unix-socket?", EXIT_CONFIG
         ) from None
@@ -166,5 +179,6 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await store.close()
+        await asyncio.to_thread(telemetry.shutdown)
     log.info("stopped")
     return EXIT_OK

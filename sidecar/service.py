@@ -111,6 +111,10 @@ class DedupService:
     def _label(self, namespace: str) -> str:
         return namespace if self._policies.current().known(namespace) else "default"
 
+    def _report(self, operation: str, request: RecordRef, outcome: Inspection | ForgetOutcome) -> None:
+        trace_ids = self._policies.current().lookup(request.namespace).trace_ids
+        self._observer.decided(operation, self._label(request.namespace), outcome, request.id, trace_ids)
+
     # -- deciding ---------------------------------------------------------
 
     async def _decide(
@@ -147,7 +151,7 @@ class DedupService:
                 decision = result
             if policy.shadow:
                 decision = as_shadow(decision)
-            self._observer.decided(operation, label, decision)
+            self._observer.decided(operation, label, decision, request.id, policy.trace_ids)
             decided.append(cast(D, decision))
         return decided
 
@@ -274,10 +278,10 @@ class DedupService:
 
     async def inspect(self, request: RecordRef, *, timeout_s: float) -> Inspection:
         inspection = await self._read("inspect", request, self._store.inspect, timeout_s)
-        self._observer.decided("inspect", self._label(request.namespace), inspection)
+        self._report("inspect", request, inspection)
         return inspection
 
     async def forget(self, request: RecordRef, *, timeout_s: float) -> ForgetOutcome:
         outcome = await self._read("forget", request, self._store.forget, timeout_s)
-        self._observer.decided("forget", self._label(request.namespace), outcome)
+        self._report("forget", request, outcome)
         return outcome

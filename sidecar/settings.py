@@ -59,6 +59,9 @@ class Settings:
     health_interval: int = _setting(1_000, "How often Redis reachability is probed for health", kind="duration")
     shutdown_grace: int = _setting(10_000, "How long in-flight calls may finish after SIGTERM", kind="duration")
     allow_unsafe_store: bool = _setting(False, "Serve even when the startup checks find Redis unsafe", kind="bool")
+    metrics_listen: str = _setting(
+        "", "HTTP address (host:port) for the Prometheus /metrics endpoint; empty: no endpoint"
+    )
     log_level: str = _setting("info", "Log level", choices=("debug", "info", "warning", "error"))
     tls_cert: str = _setting("", "Server certificate chain (PEM) for the TCP listener; with --tls-key enables TLS")
     tls_key: str = _setting("", "Server private key (PEM)")
@@ -89,6 +92,8 @@ class Settings:
             value = getattr(self, name)
             if value and ":" not in value:
                 raise SettingsError(f"--{_flag(name)} must be host:port, got {value!r}")
+        if self.metrics_listen and not self.metrics_listen.rpartition(":")[2].isdigit():
+            raise SettingsError(f"--metrics-listen must be host:port, got {self.metrics_listen!r}")
         if self.max_batch < 1:
             raise SettingsError(f"--max-batch must be at least 1, got {self.max_batch}")
         _check_security(self)

@@ -27,6 +27,7 @@ from sidecar.domain.outcomes import (
 from sidecar.domain.store import CheckItem, ClaimItem, CommitItem, ItemResults, ReleaseItem, RenewItem
 from sidecar.redis_store.errors import to_store_error
 from sidecar.redis_store.scripts import script_sources
+from sidecar.telemetry.spans import store_span
 
 _STATES = {1: RecordState.ABSENT, 2: RecordState.IN_PROGRESS, 3: RecordState.DONE}
 
@@ -50,7 +51,8 @@ class RedisStore:
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
-            return await self._scripts[name](keys=list(keys), args=list(args))
+            with store_span(name, len(keys)):
+                return await self._scripts[name](keys=list(keys), args=list(args))
         except StoreError:
             raise
         except Exception as err:  # every Redis failure becomes a StoreError

@@ -6,6 +6,9 @@ pod IP: it can listen there while the API stays on loopback or a Unix socket.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -19,10 +22,14 @@ SERVICE_NAME = dedup_pb2.DESCRIPTOR.services_by_name["Dedup"].full_name
 
 
 def build_server(
-    settings: Settings, servicer: DedupServicer, health: health_pb2_grpc.HealthServicer
+    settings: Settings,
+    servicer: DedupServicer,
+    health: health_pb2_grpc.HealthServicer,
+    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
 ) -> tuple[grpc.aio.Server, int]:
     """A server bound to the configured listeners, not yet started, and its TCP port (0: none)."""
     server = grpc.aio.server(
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),

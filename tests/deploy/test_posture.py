@@ -36,9 +36,7 @@ RESTRICTED_VOLUME_TYPES = {
 KNOWN_SETTINGS = {env_name(item.name) for item in SETTINGS_FIELDS}
 # Settings the manifests name before the sidecar has them (other issues build them).
 # When one lands, this test fails: check the component against it, then drop it here.
-PENDING_SETTINGS = {
-    "DEDUP_METRICS_LISTEN": "telemetry (issue 3): components/prometheus",
-}
+PENDING_SETTINGS = {}
 
 POD_OBJECTS = [(overlay, workload) for overlay in OVERLAYS for workload in workloads(render(overlay))]
 IDS = [f"{overlay}:{w['kind']}/{w['metadata']['name']}" for overlay, w in POD_OBJECTS]

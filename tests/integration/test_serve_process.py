@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import signal
 import textwrap
 import threading
@@ -109,6 +110,13 @@ def _wait_for(condition: object, within_s: float = 20.0) -> None:
         time.sleep(0.01)
 
 
+def replace_file(path: Path, text: str) -> None:
+    """Atomic, as a ConfigMap update or `mv` is: a poll never reads a half-written file."""
+    staged = path.with_suffix(".staged")
+    staged.write_text(text)
+    os.replace(staged, path)
+
+
 def test_policies_hot_reload_and_a_bad_file_keeps_the_old_ones(redis_server: RedisProcess, tmp_path: Path) -> None:
     policies = tmp_path / "policies.yaml"
     policies.write_text("namespaces:\n  orders: {}\n")
@@ -119,17 +127,18 @@ def test_policies_hot_reload_and_a_bad_file_keeps_the_old_ones(redis_server: Red
             check(sidecar.target, b"x", namespace="payments")
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
 
-        policies.write_text(
+        replace_file(
+            policies,
             textwrap.dedent("""\
             namespaces:
               orders: {}
               payments: {window: 1h}
-        """)
+        """),
         )
         sidecar.wait_log(lambda entry: str(entry.get("msg", "")).startswith("policies reloaded"))
         assert check(sidecar.target, b"x", namespace="payments") == pb.CHECK_OUTCOME_NEW
 
-        policies.write_text("namespaces:\n  payments: {window: soon}\n")
+        replace_file(policies, "namespaces:\n  payments: {window: soon}\n")
         failed = sidecar.wait_log(lambda entry: "reload failed" in str(entry.get("msg", "")))
         assert "namespaces.payments.window" in failed["msg"]
         assert check(sidecar.target, b"y", namespace="orders") == pb.CHECK_OUTCOME_NEW  # old policies still in force
