@@ -116,7 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _check_store(args: argparse.Namespace) -> int:
     from sidecar.domain.errors import StoreError
     from sidecar.redis_store.connection import connect, redact
-    from sidecar.redis_store.safety import inspect_store
+    from sidecar.redis_store.factory import inspect_any
 
     settings = load_settings(args)
     if not settings.redis_url:
@@ -124,9 +124,9 @@ def _check_store(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        client = connect(settings.redis_url, timeout_s=settings.store_timeout / 1000)
+        client = connect(settings.redis_url, timeout_s=settings.store_timeout / 1000, mode=settings.redis_mode)
         try:
-            report = await inspect_store(client)
+            report = await inspect_any(client)
         except StoreError as err:
             print(f"store {redact(settings.redis_url)}: unreachable ({err})")
             return 2

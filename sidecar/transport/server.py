@@ -21,7 +21,9 @@ def build_server(
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            # Only worker processes share a port (serve --workers N); a lone server that
+            # finds its port taken must fail rather than silently split the traffic.
+            ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ]
     )
     dedup_pb2_grpc.add_DedupServicer_to_server(servicer, server)
