@@ -102,9 +102,14 @@ def _operate(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from sidecar.app import serve
     from sidecar.logs import configure_logging
+    from sidecar.workers import is_worker, supervise, worker_settings
 
     settings = load_settings(args)
     configure_logging(settings.log_level)
+    if is_worker():
+        settings = worker_settings(settings)
+    elif settings.workers > 1:
+        return supervise(settings, sys.argv[sys.argv.index("serve") + 1 :])
     try:
         import uvloop
 
