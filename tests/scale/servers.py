@@ -83,7 +83,7 @@ class Sentinels:
         return f"redis+sentinel://{hosts}/{self.name}"
 
     def master_port(self) -> int:
-        host, port = self.client(self.ports[0]).sentinel_get_master_addr_by_name(self.name)
+        _host, port = self.client(self.ports[0]).sentinel_get_master_addr_by_name(self.name)
         return int(port)
 
     def close(self) -> None:

@@ -91,7 +91,8 @@ async def test_unmet_acks_fail_unavailable_and_wait_runs_on_the_writes_connectio
         # ... and that connection is the sidecar's (CLIENT LIST names it).
         clients = master.client().client_list()
         ours = [c for c in clients if c["addr"] == f"{wait['client_address']}:{wait['client_port']}"]
-        assert ours and ours[0]["name"] == "dedup-sidecar"
+        assert ours
+        assert ours[0]["name"] == "dedup-sidecar"
 
         # The write itself is on the master (WAIT cannot roll it back): a retry sees it.
         again = await sidecar.stub.Check(pb.CheckRequest(namespace="plain", id=b"unrelated"))
@@ -163,7 +164,7 @@ async def test_waitaof_where_the_server_supports_it() -> None:
         wait_for(lambda: acked_by_replicas(master, 1), what="replica sync")
         # Replicas report their fsynced offset on their ~1/s ACK: WAITAOF needs a timeout above 1s.
         policies = {"namespaces": {"acked": {"min_replica_acks": 1, "replica_ack_timeout": "2s"}}}
-        async with running_sidecar(master.url, policies) as sidecar:
+        async with running_sidecar(master.url, policies, store_timeout_s=5.0) as sidecar:
             report = await inspect_store(sidecar.store.client)  # type: ignore[arg-type]
             sidecar.store.ack_mode = choose_mode("auto", report)
             assert (sidecar.store.ack_mode.command, sidecar.store.ack_mode.local) == ("waitaof", 1)
