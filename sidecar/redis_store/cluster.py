@@ -16,6 +16,7 @@ UNAVAILABLE for the items of that group only.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -33,6 +34,7 @@ from sidecar.redis_store.safety import StoreReport, inspect_store
 from sidecar.redis_store.store import RedisStore
 
 DEFAULT_FANOUT = 64
+log = logging.getLogger("dedup.cluster")
 
 
 def connect_cluster(url: str, *, timeout_s: float, max_connections: int) -> RedisCluster:
@@ -67,6 +69,17 @@ def group_by_slot(keys: Sequence[str]) -> dict[int, list[int]]:
     return groups
 
 
+def _group_error(err: Exception) -> StoreError:
+    """The error for one slot group's items. The outcome of a group that failed inside the
+    client library (seen: redis-py losing a connection's writer while the topology changes
+    under concurrent calls) is unknown too: UNAVAILABLE, like a lost connection, and logged."""
+    try:
+        return to_store_error(err)
+    except Exception:
+        log.warning("cluster client failed a slot group", exc_info=err)
+        return StoreError("client", f"{type(err).__name__}: {err}")
+
+
 class ClusterStore(RedisStore):
     """RedisStore over a RedisCluster: batches run per slot, in parallel, through `_run`."""
 
@@ -91,7 +104,7 @@ class ClusterStore(RedisStore):
             if isinstance(reply, BaseException):
                 if not isinstance(reply, Exception):
                     raise reply
-                error = to_store_error(reply)
+                error = _group_error(reply)
                 for i in indices:
                     out[i] = error
             else:

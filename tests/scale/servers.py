@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -94,26 +96,57 @@ class Sentinels:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def cluster_port(rng: random.Random) -> int:
+    """A free port whose cluster bus port (+10000) is free too (so both stay below 65536)."""
+    for _ in range(200):
+        port = rng.randint(20_000, 45_000)
+        if all(_free(p) for p in (port, port + 10_000)):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class ClusterNodeProcess(RedisProcess):
+    def __init__(self, port: int, *extra_args: str) -> None:
+        super().__init__(*extra_args)
+        self.port = port
+
+
 class LocalCluster:
     """Six cluster-enabled servers made into 3 masters + 3 replicas by `redis-cli --cluster create`."""
 
     def __init__(self, node_timeout_ms: int = 1000) -> None:
-        self.nodes = [
-            RedisProcess(
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", str(node_timeout_ms),
-            ).start()
-            for _ in range(6)
-        ]  # fmt: skip
-        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        wait_for(self.healthy, 30, "cluster_state:ok on every node with 3 masters")
+        rng = random.Random()
+        self.nodes: list[RedisProcess] = []
+        try:
+            for _ in range(6):
+                node = ClusterNodeProcess(
+                    cluster_port(rng),
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", str(node_timeout_ms),
+                )  # fmt: skip
+                self.nodes.append(node)
+                node.start()
+            addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+            subprocess.run(
+                [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            wait_for(self.healthy, 30, "cluster_state:ok on every node with 3 masters")
+        except BaseException:
+            self.close()
+            raise
 
     def healthy(self) -> bool:
         for node in self.nodes:
