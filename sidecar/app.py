@@ -19,7 +19,7 @@ from sidecar.redis_store.safety import StoreReport
 from sidecar.redis_store.store import RedisStore
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
-from sidecar.transport.server import build_server
+from sidecar.transport.server import build_health_server, build_server
 from sidecar.transport.servicer import DedupServicer
 
 log = logging.getLogger("dedup.serve")
@@ -87,6 +87,8 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Serves until `stop` is set (or SIGTERM/SIGINT); returns the process exit code."""
+    stop = stop or asyncio.Event()
+    _install_signal_handlers(stop)  # before anything starts: a SIGTERM during startup still shuts down cleanly
     try:
         policies = PolicyFile(settings.policies)
     except PolicyError as err:
@@ -112,7 +114,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
             await asyncio.to_thread(embedded.stop)
 
 
-async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, stop: asyncio.Event | None) -> int:
+async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, stop: asyncio.Event) -> int:
     try:
         store = open_store(url, timeout_s=settings.store_timeout / 1000, mode=settings.redis_mode)
     except ValueError as err:
@@ -130,14 +132,32 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     health = HealthMonitor(gate.probe, settings.health_interval / 1000)
     await health.start()
     servicer = DedupServicer(service, settings.default_deadline / 1000)
-    server, port = build_server(settings, servicer, health.servicer)
+    try:
+        server, port = build_server(settings, servicer, health.servicer)
+        health_server, health_port = None, 0
+        if settings.health_listen:
+            health_server, health_port = build_health_server(settings, health.servicer)
+    except RuntimeError as err:  # grpc: "Failed to bind to address ..."
+        await store.close()
+        raise StartupError(
+            f"cannot listen ({err}): is another process using --listen/--health-listen/--unix-socket?", EXIT_CONFIG
+        ) from None
     await server.start()
+    if health_server is not None:
+        await health_server.start()
     await health.check_once()
     listen = f"{settings.listen.rpartition(':')[0]}:{port}" if settings.listen else ""
-    log.info("serving", extra={"listen": listen, "unix_socket": settings.unix_socket, "ready": health.ready})
+    health_listen = f"{settings.health_listen.rpartition(':')[0]}:{health_port}" if health_server else ""
+    log.info(
+        "serving",
+        extra={
+            "listen": listen,
+            "unix_socket": settings.unix_socket,
+            "health_listen": health_listen,
+            "ready": health.ready,
+        },
+    )
 
-    stop = stop or asyncio.Event()
-    _install_signal_handlers(stop)
     tasks = [
         asyncio.create_task(health.run(), name="health"),
         asyncio.create_task(policies.watch(settings.policies_poll / 1000), name="policies"),
@@ -148,6 +168,8 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
         await health.drain()
         await server.stop(settings.shutdown_grace / 1000)
     finally:
+        if health_server is not None:
+            await health_server.stop(None)
         for task in tasks:
             task.cancel()
         for task in tasks:

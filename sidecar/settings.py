@@ -34,6 +34,9 @@ class SettingsError(ValueError):
 class Settings:
     listen: str = _setting("127.0.0.1:50051", "TCP address to serve gRPC on (host:port); empty to disable TCP")
     unix_socket: str = _setting("", "Unix socket path to serve gRPC on as well (empty: none)")
+    health_listen: str = _setting(
+        "", "TCP address serving only grpc.health.v1, for Kubernetes grpc probes (e.g. 0.0.0.0:50052; empty: none)"
+    )
     redis_url: str = _setting(
         "",
         "Redis URL (redis://, rediss://, unix://; redis+sentinel://h:p,h:p/master; redis+cluster://h:p,h:p;"
@@ -75,8 +78,10 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.listen and not self.unix_socket:
             raise SettingsError("nothing to serve on: set --listen and/or --unix-socket")
-        if self.listen and ":" not in self.listen:
-            raise SettingsError(f"--listen must be host:port, got {self.listen!r}")
+        for name in ("listen", "health_listen"):
+            value = getattr(self, name)
+            if value and ":" not in value:
+                raise SettingsError(f"--{_flag(name)} must be host:port, got {value!r}")
         if self.workers < 1:
             raise SettingsError(f"--workers must be at least 1, got {self.workers}")
         if self.workers > 1 and (self.unix_socket or not self.listen):

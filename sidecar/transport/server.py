@@ -1,4 +1,8 @@
-"""The grpc.aio server: the Dedup servicer, health, reflection, TCP and Unix listeners."""
+"""The grpc.aio servers: the API (Dedup, health, reflection; TCP and Unix listeners) and a health-only one.
+
+The health-only server exists for Kubernetes `grpc:` probes, which connect to the
+pod IP: it can listen there while the API stays on loopback or a Unix socket.
+"""
 
 from __future__ import annotations
 
@@ -36,3 +40,13 @@ def build_server(
     if settings.unix_socket:
         server.add_insecure_port(f"unix:{settings.unix_socket}")
     return server, port
+
+
+def build_health_server(settings: Settings, health: health_pb2_grpc.HealthServicer) -> tuple[grpc.aio.Server, int]:
+    """A server with only grpc.health.v1 (and reflection of it, for grpcurl) on --health-listen."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if settings.workers > 1 else 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    return server, server.add_insecure_port(settings.health_listen)
