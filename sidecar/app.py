@@ -12,8 +12,10 @@ from sidecar.domain.errors import PolicyError, StoreError
 from sidecar.embedded import EmbeddedRedis, EmbeddedServerError
 from sidecar.health import HealthMonitor
 from sidecar.policies_file import PolicyFile
-from sidecar.redis_store.connection import connect, redact
-from sidecar.redis_store.safety import StoreReport, inspect_store
+from sidecar.redis_store.acks import choose_mode, describe_acks
+from sidecar.redis_store.connection import mode_of, redact
+from sidecar.redis_store.factory import inspect_any, open_store
+from sidecar.redis_store.safety import StoreReport
 from sidecar.redis_store.store import RedisStore
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
@@ -41,17 +43,22 @@ class StoreGate:
 
     store: RedisStore
     allow_unsafe: bool
+    ack_command: str = "auto"
+    policies: PolicyFile | None = None
     report: StoreReport | None = None
     safe: bool = False
     needs_check: bool = True
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def run_checks(self) -> StoreReport:
-        report = await inspect_store(self.store.client)
+        report = await inspect_any(self.store.client)
         self.report = report
         level = logging.INFO if report.safe and not report.warnings else logging.WARNING
         for line in report.lines():
             log.log(level, "store check: %s", line)
+        self.store.ack_mode = choose_mode(self.ack_command, report)
+        for line in describe_acks(self.store.ack_mode, self.policies.current() if self.policies else None):
+            log.info("store check: %s", line)
         if not report.safe and self.allow_unsafe:
             log.warning("SERVING ON AN UNSAFE STORE because --allow-unsafe-store is set: duplicates may be missed")
         self.safe = report.safe or self.allow_unsafe
@@ -119,9 +126,12 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
 
 
 async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, stop: asyncio.Event) -> int:
-    store = RedisStore(connect(url, timeout_s=settings.store_timeout / 1000))
-    log.info("store: %s", redact(url))
-    gate = StoreGate(store, settings.allow_unsafe_store)
+    try:
+        store = open_store(url, timeout_s=settings.store_timeout / 1000, mode=settings.redis_mode)
+    except ValueError as err:
+        raise StartupError(f"bad --redis-url: {err}", EXIT_CONFIG) from err
+    log.info("store: %s (%s)", redact(url), mode_of(url, settings.redis_mode))
+    gate = StoreGate(store, settings.allow_unsafe_store, settings.replica_ack_command, policies)
     try:
         report = await gate.run_checks()
         if not gate.safe:

@@ -111,9 +111,14 @@ def _operate(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from sidecar.app import serve
     from sidecar.logs import configure_logging
+    from sidecar.workers import is_worker, supervise, worker_settings
 
     settings = load_settings(args)
     configure_logging(settings.log_level)
+    if is_worker():
+        settings = worker_settings(settings)
+    elif settings.workers > 1:
+        return supervise(settings, sys.argv[sys.argv.index("serve") + 1 :])
     try:
         import uvloop
 
@@ -125,7 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _check_store(args: argparse.Namespace) -> int:
     from sidecar.domain.errors import StoreError
     from sidecar.redis_store.connection import connect, redact
-    from sidecar.redis_store.safety import inspect_store
+    from sidecar.redis_store.factory import inspect_any
 
     settings = load_settings(args)
     if not settings.redis_url:
@@ -133,9 +138,9 @@ def _check_store(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        client = connect(settings.redis_url, timeout_s=settings.store_timeout / 1000)
+        client = connect(settings.redis_url, timeout_s=settings.store_timeout / 1000, mode=settings.redis_mode)
         try:
-            report = await inspect_store(client)
+            report = await inspect_any(client)
         except StoreError as err:
             print(f"store {redact(settings.redis_url)}: unreachable ({err})")
             return 2

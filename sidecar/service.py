@@ -175,6 +175,7 @@ class DedupService:
                 fingerprint_check=policy.fingerprint_check,
                 fingerprint=request.fingerprint,
                 trace_context=trace,
+                acks=policy.replica_acks,
             )
             for request, policy in zip(requests, policies, strict=True)
         ]
@@ -190,6 +191,7 @@ class DedupService:
                 fingerprint_check=policy.fingerprint_check,
                 fingerprint=request.fingerprint,
                 trace_context=trace,
+                acks=policy.replica_acks,
             )
             for request, policy in zip(requests, policies, strict=True)
         ]
@@ -205,6 +207,7 @@ class DedupService:
                 sliding=policy.sliding_window,
                 result=request.result,
                 trace_context=trace,
+                acks=policy.replica_acks,
             )
             for request, policy in zip(requests, policies, strict=True)
         ]
@@ -241,7 +244,7 @@ class DedupService:
 
     async def release(self, request: ReleaseRequest, *, timeout_s: float) -> ReleaseDecision:
         policies = self._resolve([request], batch=False)
-        item = ReleaseItem(key=self._key(request), fencing_token=request.fencing_token)
+        item = ReleaseItem(key=self._key(request), fencing_token=request.fencing_token, acks=policies[0].replica_acks)
 
         async def call() -> ItemResults[ReleaseDecision]:
             return [await self._store.release(item)]
@@ -254,6 +257,7 @@ class DedupService:
             key=self._key(request),
             fencing_token=request.fencing_token,
             lease_ms=request.lease_ms or policies[0].lease_ms,
+            acks=policies[0].replica_acks,
         )
 
         async def call() -> ItemResults[RenewDecision]:

@@ -38,8 +38,22 @@ class Settings:
         "", "TCP address serving only grpc.health.v1, for Kubernetes grpc probes (e.g. 0.0.0.0:50052; empty: none)"
     )
     redis_url: str = _setting(
-        "", "Redis URL (redis://, rediss://, unix://; AUTH in the URL). Empty: run an embedded server"
+        "",
+        "Redis URL (redis://, rediss://, unix://; redis+sentinel://h:p,h:p/master; redis+cluster://h:p,h:p;"
+        " AUTH in the URL). Empty: run an embedded server",
     )
+    redis_mode: str = _setting(
+        "auto",
+        "standalone, sentinel or cluster; auto: from the URL scheme (docs/scaling.md)",
+        choices=("auto", "standalone", "sentinel", "cluster"),
+    )
+    replica_ack_command: str = _setting(
+        "auto",
+        "How namespaces with min_replica_acks confirm writes: wait, waitaof, or auto (WAITAOF when the server"
+        " has it and appendonly is on, else WAIT)",
+        choices=("auto", "wait", "waitaof"),
+    )
+    workers: int = _setting(1, "Server processes sharing the TCP port (SO_REUSEPORT); see docs/scaling.md", kind="int")
     data_dir: str = _setting(
         "", "Embedded server's data directory (AOF lives here). Default: $XDG_STATE_HOME/dedup-sidecar"
     )
@@ -94,6 +108,10 @@ class Settings:
                 raise SettingsError(f"--{_flag(name)} must be host:port, got {value!r}")
         if self.metrics_listen and not self.metrics_listen.rpartition(":")[2].isdigit():
             raise SettingsError(f"--metrics-listen must be host:port, got {self.metrics_listen!r}")
+        if self.workers < 1:
+            raise SettingsError(f"--workers must be at least 1, got {self.workers}")
+        if self.workers > 1 and (self.unix_socket or not self.listen):
+            raise SettingsError("--workers > 1 needs --listen and no --unix-socket (a Unix socket cannot be shared)")
         if self.max_batch < 1:
             raise SettingsError(f"--max-batch must be at least 1, got {self.max_batch}")
         _check_security(self)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from sidecar.domain.errors import StoreError
@@ -24,7 +23,19 @@ from sidecar.domain.outcomes import (
     RenewDecision,
     RenewOutcome,
 )
-from sidecar.domain.store import CheckItem, ClaimItem, CommitItem, ItemResults, ReleaseItem, RenewItem
+from sidecar.domain.store import (
+    NO_ACKS,
+    CheckItem,
+    ClaimItem,
+    CommitItem,
+    ItemResults,
+    ReleaseItem,
+    RenewItem,
+    ReplicaAcks,
+    strictest,
+)
+from sidecar.redis_store.acks import AckMode, run_acked
+from sidecar.redis_store.connection import RedisClient
 from sidecar.redis_store.errors import to_store_error
 from sidecar.redis_store.scripts import script_sources
 from sidecar.telemetry.spans import store_span
@@ -43,15 +54,18 @@ def _result(has_result: int, result: bytes) -> bytes | None:
 class RedisStore:
     """Runs the state-machine scripts; maps replies to decisions and errors to StoreError."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.client = client
+        self.ack_mode = AckMode()  # set from the startup checks (acks.choose_mode)
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in script_sources().items()
         }
 
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], acks: ReplicaAcks = NO_ACKS) -> Any:
         try:
             with store_span(name, len(keys)):
+                if acks.replicas:
+                    return await run_acked(self.client, self._scripts[name], keys, args, acks, self.ack_mode)
                 return await self._scripts[name](keys=list(keys), args=list(args))
         except StoreError:
             raise
@@ -68,7 +82,7 @@ class RedisStore:
                 item.fingerprint,
                 item.trace_context,
             ]
-        reply = await self._run("check", [item.key for item in items], args)
+        reply = await self._run("check", [item.key for item in items], args, strictest([i.acks for i in items]))
         return [
             CheckDecision(
                 outcome=CheckOutcome(outcome),
@@ -85,7 +99,7 @@ class RedisStore:
         args: list[Any] = []
         for item in items:
             args += [item.lease_ms, _flag(item.fingerprint_check), item.fingerprint, item.trace_context]
-        reply = await self._run("claim", [item.key for item in items], args)
+        reply = await self._run("claim", [item.key for item in items], args, strictest([i.acks for i in items]))
         return [
             ClaimDecision(
                 outcome=ClaimOutcome(outcome),
@@ -123,18 +137,18 @@ class RedisStore:
                 item.result or b"",
                 item.trace_context,
             ]
-        reply = await self._run("commit", [item.key for item in items], args)
+        reply = await self._run("commit", [item.key for item in items], args, strictest([i.acks for i in items]))
         return [
             CommitDecision(outcome=CommitOutcome(outcome), committed_ms=committed, expires_ms=expires)
             for outcome, committed, expires in reply[1:]
         ]
 
     async def release(self, item: ReleaseItem) -> ReleaseDecision:
-        reply = await self._run("release", [item.key], [str(item.fencing_token)])
+        reply = await self._run("release", [item.key], [str(item.fencing_token)], item.acks)
         return ReleaseDecision(outcome=ReleaseOutcome(reply))
 
     async def renew(self, item: RenewItem) -> RenewDecision:
-        outcome, expires = await self._run("renew", [item.key], [str(item.fencing_token), item.lease_ms])
+        outcome, expires = await self._run("renew", [item.key], [str(item.fencing_token), item.lease_ms], item.acks)
         return RenewDecision(outcome=RenewOutcome(outcome), lease_expires_ms=expires)
 
     async def inspect(self, key: str) -> Inspection:

@@ -33,7 +33,9 @@ def build_server(
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            # Only worker processes share a port (serve --workers N); a lone server that
+            # finds its port taken must fail rather than silently split the traffic.
+            ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
     )
@@ -51,7 +53,7 @@ def build_server(
 
 def build_health_server(settings: Settings, health: health_pb2_grpc.HealthServicer) -> tuple[grpc.aio.Server, int]:
     """A server with only grpc.health.v1 (and reflection of it, for grpcurl) on --health-listen."""
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if settings.workers > 1 else 0)])
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
