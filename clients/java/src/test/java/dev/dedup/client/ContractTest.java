@@ -48,6 +48,7 @@ class ContractTest {
   @AfterAll
   static void closeClients() {
     CLIENTS.values().forEach(DedupClient::close);
+    CLIENTS.clear();
   }
 
   @SuppressWarnings("unchecked")
