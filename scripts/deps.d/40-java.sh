@@ -17,3 +17,4 @@ if ! command -v mvn >/dev/null || ! command -v java >/dev/null; then
 fi
 mvn -B -q -Dstyle.color=never -DskipTests package dependency:resolve dependency:build-classpath \
   -Dmdep.outputFile=target/classpath.txt -Dmdep.includeScope=runtime
+touch target/.run-main-built

@@ -12,7 +12,7 @@ async function main(): Promise<number> {
     console.error("usage: DEDUP_TARGET=host:port XLANG_MODE=commit|expect-duplicate XLANG_NAMESPACE=ns XLANG_IDS=a,b xlang.sh");
     return 2;
   }
-  const client = new DedupClient({ target });
+  const client = new DedupClient({ target, deadlineMs: 30000 });
   const failures: string[] = [];
   for (const id of ids) {
     const claim = await client.claim({ namespace, id });

@@ -47,6 +47,7 @@ public final class DedupClient implements AutoCloseable {
 
   private DedupClient(Builder b) {
     this.channel = Grpc.newChannelBuilder(b.target, b.credentials).intercept(new TracePropagation()).build();
+    this.channel.getState(true); // start connecting now, not on the first call
     this.stub = DedupGrpc.newBlockingStub(channel);
     this.deadline = b.deadline;
     this.retry = b.retry;

@@ -69,7 +69,17 @@ class ContractTest {
     assertNotNull(env, "unknown scenario target " + target);
     String address = System.getenv(env);
     assertTrue(address != null && !address.isEmpty(), "$" + env + " is not set: the contract suite needs a live sidecar");
-    return CLIENTS.computeIfAbsent(address, a -> DedupClient.builder(a).build());
+    return CLIENTS.computeIfAbsent(
+        address,
+        a -> {
+          DedupClient c = DedupClient.builder(a).build();
+          if (target.equals("sidecar")) {
+            // Warm up (JVM + Netty cold start on a loaded machine can take seconds), so the
+            // scenarios' own deadlines measure the sidecar, not class loading.
+            c.withDeadline(Duration.ofSeconds(60)).inspect("contract", "java-warmup");
+          }
+          return c;
+        });
   }
 
   @SuppressWarnings("unchecked")

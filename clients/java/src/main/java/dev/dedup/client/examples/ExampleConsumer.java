@@ -39,7 +39,7 @@ public final class ExampleConsumer {
 
     AtomicInteger processed = new AtomicInteger();
     AtomicInteger skipped = new AtomicInteger();
-    try (DedupClient client = DedupClient.builder(target).build();
+    try (DedupClient client = DedupClient.builder(target).deadline(java.time.Duration.ofSeconds(30)).build();
         EffectivelyOnce once = new EffectivelyOnce(client)) {
       ExecutorService workers = Executors.newFixedThreadPool(4);
       for (int w = 0; w < 4; w++) {

@@ -28,7 +28,7 @@ public final class XLang {
       System.exit(2);
     }
     List<String> failures = new ArrayList<>();
-    try (DedupClient client = DedupClient.builder(target).build()) {
+    try (DedupClient client = DedupClient.builder(target).deadline(java.time.Duration.ofSeconds(30)).build()) {
       for (String id : ids) {
         ClaimResponse claim = client.claim(ns, id);
         if ("commit".equals(mode)) {
