@@ -91,7 +91,10 @@ public final class DedupClient implements AutoCloseable {
     }
   }
 
-  /** The same client with another default deadline (shares the channel). */
+  /**
+   * The same client with another default deadline. It shares this client's channel: close only one
+   * of them (closing either closes the channel).
+   */
   public DedupClient withDeadline(Duration newDeadline) {
     return new DedupClient(channel, stub, newDeadline, retry);
   }
