@@ -17,8 +17,8 @@ from sidecar.redis_store.safety import StoreReport, inspect_store
 from sidecar.redis_store.store import RedisStore
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
-from sidecar.transport.server import build_server
-from sidecar.transport.servicer import DedupServicer
+from sidecar.transport.security import build_servicer
+from sidecar.transport.server import build_health_server, build_server
 
 log = logging.getLogger("dedup.serve")
 
@@ -80,6 +80,8 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Serves until `stop` is set (or SIGTERM/SIGINT); returns the process exit code."""
+    stop = stop or asyncio.Event()
+    _install_signal_handlers(stop)  # before anything starts: a SIGTERM during startup still shuts down cleanly
     try:
         policies = PolicyFile(settings.policies)
     except PolicyError as err:
@@ -105,7 +107,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
             await asyncio.to_thread(embedded.stop)
 
 
-async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, stop: asyncio.Event | None) -> int:
+async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, stop: asyncio.Event) -> int:
     store = RedisStore(connect(url, timeout_s=settings.store_timeout / 1000))
     log.info("store: %s", redact(url))
     gate = StoreGate(store, settings.allow_unsafe_store)
@@ -119,15 +121,33 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     service = DedupService(store, policies, ServiceLimits(settings.max_batch, settings.key_prefix))
     health = HealthMonitor(gate.probe, settings.health_interval / 1000)
     await health.start()
-    servicer = DedupServicer(service, settings.default_deadline / 1000)
-    server, port = build_server(settings, servicer, health.servicer)
+    servicer = build_servicer(settings, service, policies)
+    try:
+        server, port = build_server(settings, servicer, health.servicer)
+        health_server, health_port = None, 0
+        if settings.health_listen:
+            health_server, health_port = build_health_server(settings, health.servicer)
+    except RuntimeError as err:  # grpc: "Failed to bind to address ..."
+        await store.close()
+        raise StartupError(
+            f"cannot listen ({err}): is another process using --listen/--health-listen/--unix-socket?", EXIT_CONFIG
+        ) from None
     await server.start()
+    if health_server is not None:
+        await health_server.start()
     await health.check_once()
     listen = f"{settings.listen.rpartition(':')[0]}:{port}" if settings.listen else ""
-    log.info("serving", extra={"listen": listen, "unix_socket": settings.unix_socket, "ready": health.ready})
+    health_listen = f"{settings.health_listen.rpartition(':')[0]}:{health_port}" if health_server else ""
+    log.info(
+        "serving",
+        extra={
+            "listen": listen,
+            "unix_socket": settings.unix_socket,
+            "health_listen": health_listen,
+            "ready": health.ready,
+        },
+    )
 
-    stop = stop or asyncio.Event()
-    _install_signal_handlers(stop)
     tasks = [
         asyncio.create_task(health.run(), name="health"),
         asyncio.create_task(policies.watch(settings.policies_poll / 1000), name="policies"),
@@ -138,6 +158,8 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
         await health.drain()
         await server.stop(settings.shutdown_grace / 1000)
     finally:
+        if health_server is not None:
+            await health_server.stop(None)
         for task in tasks:
             task.cancel()
         for task in tasks:

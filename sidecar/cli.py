@@ -73,6 +73,16 @@ def _outcome_name(response: Message) -> str:
     return full.split("_OUTCOME_")[-1].removeprefix("RECORD_STATE_")
 
 
+def _readable(value: object) -> object:
+    """Bytes as text when they are UTF-8, else as hex; everything else as is."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return "0x" + value.hex()
+    return value
+
+
 def _operate(args: argparse.Namespace) -> int:
     from dedup.v1 import dedup_pb2_grpc
 
@@ -86,14 +96,13 @@ def _operate(args: argparse.Namespace) -> int:
             print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
             return EXIT_RPC_FAILED
     outcome = _outcome_name(response)
-    body = json_format.MessageToDict(response, preserving_proto_field_name=True)
     if args.json:
-        print(json.dumps(body, sort_keys=True))
+        print(json.dumps(json_format.MessageToDict(response, preserving_proto_field_name=True), sort_keys=True))
     else:
         print(outcome)
-        for key, value in body.items():
-            if key not in ("outcome", "state"):
-                print(f"  {key}: {value}")
+        for descriptor, value in response.ListFields():
+            if descriptor.name not in ("outcome", "state"):
+                print(f"  {descriptor.name}: {_readable(value)}")
     if method == "Inspect":
         return 0
     return OUTCOME_EXIT_CODES.get(outcome, 0)
@@ -181,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "commit":
             op.add_argument("--result", help="result to store for later duplicates")
         op.set_defaults(run=_operate)
+
+    from sidecar.verify.command import add_verify_command
+
+    add_verify_command(commands)
     return parser
 
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -135,5 +136,24 @@ func TestOnceCancelsTheHandlerWhenTheLeaseIsLost(t *testing.T) {
 	}, dedup.OnceLease(5*time.Second), dedup.OnceRenewEvery(30*time.Millisecond))
 	if err != nil || o.Status != dedup.LeaseLost || !o.ShouldAck() {
 		t.Fatalf("%+v %v", o, err)
+	}
+}
+
+func TestUnixSocketTarget(t *testing.T) {
+	requireHarness(t)
+	target := os.Getenv("DEDUP_UNIX_TARGET")
+	if target == "" {
+		t.Skip("DEDUP_UNIX_TARGET not set")
+	}
+	for _, tgt := range []string{target, strings.TrimPrefix(target, "unix:")} { // unix:/path and a bare path
+		c, err := dedup.New(tgt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.Claim(context.Background(), ns, freshID())
+		_ = c.Close()
+		if err != nil || !r.Acquired() {
+			t.Fatalf("%s: %+v %v", tgt, r, err)
+		}
 	}
 }

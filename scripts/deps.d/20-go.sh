@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 PROTOC_GEN_GO=v1.36.12
 PROTOC_GEN_GO_GRPC=v1.6.2
 if ! command -v go >/dev/null; then
-  echo "deps(go): the go toolchain is not on PATH; install Go >= 1.24" >&2
+  echo "deps(go): the go toolchain is not on PATH; install Go >= 1.26 (see clients/go/go.mod)" >&2
   exit 1
 fi
 export GOBIN="$PWD/.tools/go/bin"

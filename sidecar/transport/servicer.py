@@ -46,8 +46,11 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
         }
 
     def _timeout(self, context: Context) -> float:
+        """The store's time budget: the caller's deadline less a margin to answer in, or the default."""
         remaining = context.time_remaining()
-        return self._default_deadline_s if remaining is None else max(remaining, 0.0)
+        if remaining is None:
+            return self._default_deadline_s
+        return max(remaining * 0.9 - 0.005, 0.0)
 
     async def _call(self, context: Context, run: Callable[[float], Awaitable[T]]) -> T:
         try:

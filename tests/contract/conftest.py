@@ -4,6 +4,7 @@ Every language's runner gets the same three targets (tests/contract/scenarios.ya
   DEDUP_TARGET              host:port of a live sidecar (policies.yaml loaded)
   DEDUP_BLACKHOLE_TARGET    host:port that accepts TCP and never answers
   DEDUP_UNAVAILABLE_TARGET  host:port where nothing listens
+  DEDUP_UNIX_TARGET         unix:/path of the same sidecar's Unix socket (for clients' socket tests)
 Runners in other languages are child processes: use `contract_env` for their environment.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ class Harness:
     target: str
     blackhole_target: str
     unavailable_target: str
+    unix_target: str
     sidecar: SidecarProcess
 
     def env(self) -> dict[str, str]:
@@ -65,6 +68,7 @@ class Harness:
             "DEDUP_TARGET": self.target,
             "DEDUP_BLACKHOLE_TARGET": self.blackhole_target,
             "DEDUP_UNAVAILABLE_TARGET": self.unavailable_target,
+            "DEDUP_UNIX_TARGET": self.unix_target,
             "DEDUP_CONTRACT_SCENARIOS": str(SCENARIOS),
         }
 
@@ -77,15 +81,19 @@ class Harness:
 @pytest.fixture(scope="session")
 def contract_harness() -> Iterator[Harness]:
     redis = RedisProcess().start()
-    sidecar = SidecarProcess(["--redis-url", redis.url, "--policies", str(POLICIES)], cwd=str(REPO))
+    socket_dir = tempfile.TemporaryDirectory(prefix="dedup-contract-")
+    socket_path = f"{socket_dir.name}/dedup.sock"
+    args = ["--redis-url", redis.url, "--policies", str(POLICIES), "--unix-socket", socket_path]
+    sidecar = SidecarProcess(args, cwd=str(REPO))
     blackhole = Blackhole()
     try:
         sidecar.start()
-        yield Harness(sidecar.target, blackhole.target, f"127.0.0.1:{free_port()}", sidecar)
+        yield Harness(sidecar.target, blackhole.target, f"127.0.0.1:{free_port()}", f"unix:{socket_path}", sidecar)
     finally:
         sidecar.stop()
         blackhole.close()
         redis.close()
+        socket_dir.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -203,3 +203,16 @@ async def test_asyncio_helper_renews(contract_harness: Harness) -> None:
                 await asyncio.sleep(0.02)
 
         assert (await once.run(id, slow)).status is Status.PROCESSED
+
+
+def test_unix_socket_target(contract_harness: Harness) -> None:
+    id = fresh_id()
+    with DedupClient(contract_harness.unix_target) as client:
+        assert client.check(NS, id).outcome is not None
+    with DedupClient(contract_harness.target) as tcp:  # the same sidecar and store
+        assert tcp.inspect(NS, id).state is RecordState.DONE
+
+
+async def test_asyncio_unix_socket_target(contract_harness: Harness) -> None:
+    async with AsyncDedupClient(contract_harness.unix_target.removeprefix("unix:")) as client:  # bare path works too
+        assert (await client.claim(NS, fresh_id())).acquired

@@ -768,6 +768,7 @@ type ClaimResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Outcome ClaimOutcome           `protobuf:"varint,1,opt,name=outcome,proto3,enum=dedup.v1.ClaimOutcome" json:"outcome,omitempty"`
 	// ACQUIRED: the fencing token; strictly greater for every later holder.
+	// 0 only in a degraded answer (no lease was taken; Commit with 0 never holds one).
 	FencingToken uint64 `protobuf:"varint,2,opt,name=fencing_token,json=fencingToken,proto3" json:"fencing_token,omitempty"`
 	// ACQUIRED: when the lease ends unless renewed.
 	LeaseExpiresUnixMs int64 `protobuf:"varint,3,opt,name=lease_expires_unix_ms,json=leaseExpiresUnixMs,proto3" json:"lease_expires_unix_ms,omitempty"`

@@ -34,7 +34,8 @@ R = TypeVar("R")
 
 
 class AsyncDedupClient:
-    """An asyncio client of one sidecar; `await client.close()` (or `async with`) when done.
+    """An asyncio client of one sidecar; create it inside the running event loop, and
+    `await client.close()` (or use `async with`) when done.
 
     target: `host:port` or `unix:/path/to.sock`. Every call has a deadline:
     `timeout=` seconds, else `default_timeout`. Failures raise DedupError
