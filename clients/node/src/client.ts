@@ -18,13 +18,26 @@ export interface DedupClientOptions {
   /** Channel credentials (default: insecure, for loopback and Unix sockets). */
   credentials?: ChannelCredentials;
   retry?: RetryOptions;
+  /**
+   * Wait for a connection until the deadline instead of failing fast with
+   * UNAVAILABLE (safe for every call: nothing is sent before the connection
+   * is up). Default false: a consumer usually wants to nack fast.
+   */
+  waitForReady?: boolean;
   channelOptions?: Partial<ClientOptions>;
 }
+
+// A restarted local sidecar is usable again within a second (grpc-js defaults
+// back off up to 120 s).
+const CHANNEL_DEFAULTS: Partial<ClientOptions> = {
+  "grpc.initial_reconnect_backoff_ms": 100,
+  "grpc.max_reconnect_backoff_ms": 1000,
+};
 
 type Unary<Req, Res> = (
   req: Req,
   md: ReturnType<typeof traceMetadata>,
-  opts: { deadline: Date },
+  opts: { deadline: Date; waitForReady: boolean },
   cb: (err: ServiceError | null, res: Res) => void,
 ) => unknown;
 
@@ -34,13 +47,15 @@ export class DedupClient {
   private readonly stub: pb.DedupClient;
   private readonly deadlineMs: number;
   private readonly retry: RetryOptions;
+  private readonly waitForReady: boolean;
 
   constructor(options: DedupClientOptions) {
     this.stub = new pb.DedupClient(
       options.target,
       options.credentials ?? grpcCredentials.createInsecure(),
-      options.channelOptions ?? {},
+      { ...CHANNEL_DEFAULTS, ...options.channelOptions },
     );
+    this.waitForReady = options.waitForReady ?? false;
     this.deadlineMs = options.deadlineMs ?? 5000;
     this.retry = options.retry ?? {};
   }
@@ -49,28 +64,28 @@ export class DedupClient {
     this.stub.close();
   }
 
-  /** One-shot "seen this id?": NEW marks it for the window. */
+  /** One-shot "seen this id?": NEW marks it for the window. Never retried (a retry could answer DUPLICATE for our own mark). */
   async check(item: t.CheckItem, opts?: t.CallOptions): Promise<t.CheckResult> {
-    const res = await this.unary(this.stub.check, c.checkRequest(item), "mark", opts);
+    const res = await this.unary(this.stub.check, c.checkRequest(item), "never", opts);
     return c.checkResult(res);
   }
 
   /** Take a lease: ACQUIRED carries the fencing token to commit/release/renew with. */
   async claim(item: t.ClaimItem, opts?: t.CallOptions): Promise<t.ClaimResult> {
-    const res = await this.unary(this.stub.claim, c.claimRequest(item), "mark", opts);
+    const res = await this.unary(this.stub.claim, c.claimRequest(item), "retry", opts);
     return c.claimResult(res);
   }
 
-  /** Processing succeeded: DONE for the window, optionally storing a result for later duplicates. Never retried. */
+  /** Processing succeeded: DONE for the window, optionally storing a result for later duplicates. */
   async commit(item: t.CommitItem, opts?: t.CallOptions): Promise<t.CommitResult> {
-    const res = await this.unary(this.stub.commit, c.commitRequest(item), "never", opts);
+    const res = await this.unary(this.stub.commit, c.commitRequest(item), "retry", opts);
     return c.commitResult(res);
   }
 
-  /** Processing failed: drop the lease so a redelivery can proceed at once. Never retried. */
+  /** Processing failed: drop the lease so a redelivery can proceed at once. */
   async release(item: t.TokenItem, opts?: t.CallOptions): Promise<t.ReleaseResult> {
     const req: pb.ReleaseRequest = { namespace: item.namespace, id: c.bytes(item.id), fencingToken: item.token };
-    return c.releaseResult(await this.unary(this.stub.release, req, "never", opts));
+    return c.releaseResult(await this.unary(this.stub.release, req, "retry", opts));
   }
 
   /** Extend a live lease (heartbeat). */
@@ -81,13 +96,13 @@ export class DedupClient {
       fencingToken: item.token,
       leaseMs: BigInt(Math.trunc(item.leaseMs ?? 0)),
     };
-    return c.renewResult(await this.unary(this.stub.renew, req, "idempotent", opts));
+    return c.renewResult(await this.unary(this.stub.renew, req, "retry", opts));
   }
 
   /** Read the record without changing it. */
   async inspect(item: t.IdItem, opts?: t.CallOptions): Promise<t.InspectResult> {
     const req: pb.InspectRequest = { namespace: item.namespace, id: c.bytes(item.id) };
-    return c.inspectResult(await this.unary(this.stub.inspect, req, "idempotent", opts));
+    return c.inspectResult(await this.unary(this.stub.inspect, req, "retry", opts));
   }
 
   /** Admin: delete the record so the id is new again. Never retried. */
@@ -98,17 +113,17 @@ export class DedupClient {
 
   async checkBatch(items: t.CheckItem[], opts?: t.CallOptions): Promise<t.CheckResult[]> {
     const req: pb.CheckBatchRequest = { items: items.map(c.checkRequest) };
-    return (await this.unary(this.stub.checkBatch, req, "mark", opts)).results.map(c.checkResult);
+    return (await this.unary(this.stub.checkBatch, req, "never", opts)).results.map(c.checkResult);
   }
 
   async claimBatch(items: t.ClaimItem[], opts?: t.CallOptions): Promise<t.ClaimResult[]> {
     const req: pb.ClaimBatchRequest = { items: items.map(c.claimRequest) };
-    return (await this.unary(this.stub.claimBatch, req, "mark", opts)).results.map(c.claimResult);
+    return (await this.unary(this.stub.claimBatch, req, "retry", opts)).results.map(c.claimResult);
   }
 
   async commitBatch(items: t.CommitItem[], opts?: t.CallOptions): Promise<t.CommitResult[]> {
     const req: pb.CommitBatchRequest = { items: items.map(c.commitRequest) };
-    return (await this.unary(this.stub.commitBatch, req, "never", opts)).results.map(c.commitResult);
+    return (await this.unary(this.stub.commitBatch, req, "retry", opts)).results.map(c.commitResult);
   }
 
   private async unary<Req, Res>(
@@ -118,7 +133,7 @@ export class DedupClient {
     opts: t.CallOptions | undefined,
   ): Promise<Res> {
     const deadline = Date.now() + (opts?.deadlineMs ?? this.deadlineMs);
-    const maxAttempts = Math.max(1, this.retry.maxAttempts ?? 3);
+    const maxAttempts = Math.max(1, this.retry.maxAttempts ?? 4);
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.once(method, req, new Date(deadline));
@@ -133,7 +148,7 @@ export class DedupClient {
 
   private once<Req, Res>(method: Unary<Req, Res>, req: Req, deadline: Date): Promise<Res> {
     return new Promise((resolve, reject) => {
-      method.call(this.stub, req, traceMetadata(), { deadline }, (err, res) => (err ? reject(err) : resolve(res)));
+      method.call(this.stub, req, traceMetadata(), { deadline, waitForReady: this.waitForReady }, (err, res) => (err ? reject(err) : resolve(res)));
     });
   }
 }

@@ -1,32 +1,32 @@
-// Which failures may be retried, per operation. See README "Retries".
+// Which calls are retried (docs/adr/0010-client-retries.md: the same table in
+// every client). Only UNAVAILABLE, only inside the call's one deadline, and
+// only for calls that are harmless to run twice by the Lua state machine:
 //
-// - Never after DEADLINE_EXCEEDED (the reply may have been lost, and the
-//   deadline is spent anyway), CANCELLED, or any answer from the sidecar
-//   other than UNAVAILABLE.
-// - Check/Claim (and their batches): only an UNAVAILABLE that means the
-//   request was not applied (no connection, or the sidecar's store refused it).
-//   An UNAVAILABLE for a connection dropped mid-call is ambiguous: the mark may
-//   exist, and a retry would answer DUPLICATE/IN_PROGRESS for the caller's own
-//   mark, so it is surfaced instead.
-// - Renew and Inspect: any UNAVAILABLE (re-renewing with the same token is
-//   harmless; Inspect only reads).
-// - Commit, CommitBatch, Release, Forget: never. A lost reply followed by a
-//   retry would answer LEASE_LOST (or ABSENT) for work that did succeed.
+// - Claim, ClaimBatch: a retry after a lost ACQUIRED answers IN_PROGRESS (our
+//   own lease): the caller nacks and the redelivery acquires when the lease
+//   ends. Delay, never loss.
+// - Commit, CommitBatch: commit.lua answers COMMITTED again to the same holder.
+// - Renew (same lease), Release (fenced: can only drop our own lease), Inspect (a read).
+//
+// Never retried:
+// - Check, CheckBatch: after a lost NEW the id is marked, and a retry would
+//   answer DUPLICATE for the caller's own mark: a message nobody processed
+//   would be dropped.
+// - Forget: between a lost FORGOTTEN and the retry someone may mark the id
+//   anew; the retry would delete that record.
+// - Anything after DEADLINE_EXCEEDED (the deadline is the whole budget), or
+//   any status other than UNAVAILABLE.
 import { status as Status } from "@grpc/grpc-js";
 import type { DedupError } from "./status";
 
-export type RetryClass = "mark" | "idempotent" | "never";
-
-const AMBIGUOUS = /connection dropped|connection reset|econnreset|goaway|rst_stream|stream closed|unknown reason|epipe/i;
+export type RetryClass = "retry" | "never";
 
 export function retryable(kind: RetryClass, err: DedupError): boolean {
-  if (kind === "never" || err.code !== Status.UNAVAILABLE) return false;
-  if (kind === "idempotent") return true;
-  return !AMBIGUOUS.test(err.details);
+  return kind === "retry" && err.code === Status.UNAVAILABLE;
 }
 
 export interface RetryOptions {
-  /** Total attempts including the first (default 3; 1 disables retries). */
+  /** Total attempts including the first (default 4; 1 disables retries). */
   maxAttempts?: number;
   /** First backoff in ms (default 50), doubled per attempt with full jitter, capped at 1000. */
   initialBackoffMs?: number;

@@ -158,7 +158,10 @@ export interface ClaimRequest {
 
 export interface ClaimResponse {
   outcome: ClaimOutcome;
-  /** ACQUIRED: the fencing token; strictly greater for every later holder. */
+  /**
+   * ACQUIRED: the fencing token; strictly greater for every later holder.
+   * 0 only in a degraded answer (no lease was taken; Commit with 0 never holds one).
+   */
   fencingToken: bigint;
   /** ACQUIRED: when the lease ends unless renewed. */
   leaseExpiresUnixMs: bigint;

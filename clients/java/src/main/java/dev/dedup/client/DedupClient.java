@@ -48,7 +48,8 @@ public final class DedupClient implements AutoCloseable {
   private DedupClient(Builder b) {
     this.channel = Grpc.newChannelBuilder(b.target, b.credentials).intercept(new TracePropagation()).build();
     this.channel.getState(true); // start connecting now, not on the first call
-    this.stub = DedupGrpc.newBlockingStub(channel);
+    DedupGrpc.DedupBlockingStub blocking = DedupGrpc.newBlockingStub(channel);
+    this.stub = b.waitForReady ? blocking.withWaitForReady() : blocking;
     this.deadline = b.deadline;
     this.retry = b.retry;
   }
@@ -64,6 +65,7 @@ public final class DedupClient implements AutoCloseable {
     private ChannelCredentials credentials = InsecureChannelCredentials.create();
     private Duration deadline = Duration.ofSeconds(5);
     private RetryPolicy retry = RetryPolicy.defaults();
+    private boolean waitForReady;
 
     private Builder(String target) {
       this.target = target;
@@ -83,6 +85,16 @@ public final class DedupClient implements AutoCloseable {
 
     public Builder retry(RetryPolicy retry) {
       this.retry = retry;
+      return this;
+    }
+
+    /**
+     * Wait for a connection until the deadline instead of failing fast with UNAVAILABLE (safe for
+     * every call: nothing is sent before the connection is up). Default off: a consumer usually
+     * wants to nack fast.
+     */
+    public Builder waitForReady(boolean waitForReady) {
+      this.waitForReady = waitForReady;
       return this;
     }
 
@@ -110,8 +122,9 @@ public final class DedupClient implements AutoCloseable {
     return ByteString.copyFrom(s, StandardCharsets.UTF_8);
   }
 
+  /** Never retried: after a lost NEW, a retry would answer DUPLICATE for the caller's own mark. */
   public CheckResponse check(CheckRequest req) {
-    return call(RetryPolicy.Kind.MARK, s -> s.check(req));
+    return call(RetryPolicy.Kind.NEVER, s -> s.check(req));
   }
 
   public CheckResponse check(String namespace, String id) {
@@ -119,16 +132,15 @@ public final class DedupClient implements AutoCloseable {
   }
 
   public ClaimResponse claim(ClaimRequest req) {
-    return call(RetryPolicy.Kind.MARK, s -> s.claim(req));
+    return call(RetryPolicy.Kind.RETRY, s -> s.claim(req));
   }
 
   public ClaimResponse claim(String namespace, String id) {
     return claim(ClaimRequest.newBuilder().setNamespace(namespace).setId(bytes(id)).build());
   }
 
-  /** Never retried: a retry after a lost reply would answer LEASE_LOST for a commit that succeeded. */
   public CommitResponse commit(CommitRequest req) {
-    return call(RetryPolicy.Kind.NEVER, s -> s.commit(req));
+    return call(RetryPolicy.Kind.RETRY, s -> s.commit(req));
   }
 
   public CommitResponse commit(String namespace, String id, long token) {
@@ -136,7 +148,7 @@ public final class DedupClient implements AutoCloseable {
   }
 
   public ReleaseResponse release(ReleaseRequest req) {
-    return call(RetryPolicy.Kind.NEVER, s -> s.release(req));
+    return call(RetryPolicy.Kind.RETRY, s -> s.release(req));
   }
 
   public ReleaseResponse release(String namespace, String id, long token) {
@@ -144,7 +156,7 @@ public final class DedupClient implements AutoCloseable {
   }
 
   public RenewResponse renew(RenewRequest req) {
-    return call(RetryPolicy.Kind.IDEMPOTENT, s -> s.renew(req));
+    return call(RetryPolicy.Kind.RETRY, s -> s.renew(req));
   }
 
   public RenewResponse renew(String namespace, String id, long token) {
@@ -152,7 +164,7 @@ public final class DedupClient implements AutoCloseable {
   }
 
   public InspectResponse inspect(InspectRequest req) {
-    return call(RetryPolicy.Kind.IDEMPOTENT, s -> s.inspect(req));
+    return call(RetryPolicy.Kind.RETRY, s -> s.inspect(req));
   }
 
   public InspectResponse inspect(String namespace, String id) {
@@ -165,17 +177,17 @@ public final class DedupClient implements AutoCloseable {
 
   public List<CheckResponse> checkBatch(List<CheckRequest> items) {
     CheckBatchRequest req = CheckBatchRequest.newBuilder().addAllItems(items).build();
-    return call(RetryPolicy.Kind.MARK, s -> s.checkBatch(req)).getResultsList();
+    return call(RetryPolicy.Kind.NEVER, s -> s.checkBatch(req)).getResultsList();
   }
 
   public List<ClaimResponse> claimBatch(List<ClaimRequest> items) {
     ClaimBatchRequest req = ClaimBatchRequest.newBuilder().addAllItems(items).build();
-    return call(RetryPolicy.Kind.MARK, s -> s.claimBatch(req)).getResultsList();
+    return call(RetryPolicy.Kind.RETRY, s -> s.claimBatch(req)).getResultsList();
   }
 
   public List<CommitResponse> commitBatch(List<CommitRequest> items) {
     CommitBatchRequest req = CommitBatchRequest.newBuilder().addAllItems(items).build();
-    return call(RetryPolicy.Kind.NEVER, s -> s.commitBatch(req)).getResultsList();
+    return call(RetryPolicy.Kind.RETRY, s -> s.commitBatch(req)).getResultsList();
   }
 
   private <T> T call(RetryPolicy.Kind kind, Function<DedupGrpc.DedupBlockingStub, T> rpc) {

@@ -2,47 +2,43 @@ package dev.dedup.client;
 
 import io.grpc.Status;
 import java.util.concurrent.ThreadLocalRandom;
-import java.util.regex.Pattern;
 
 /**
- * Which failures may be retried, per operation (README "Retries").
+ * Which calls are retried, and how (docs/adr/0010-client-retries.md: the same table in every
+ * client). Only UNAVAILABLE, only inside the call's one deadline, and only for calls that are
+ * harmless to run twice by the Lua state machine:
  *
  * <ul>
- *   <li>Never after DEADLINE_EXCEEDED (the reply may be lost, and the deadline is spent), CANCELLED,
- *       or any status other than UNAVAILABLE.
- *   <li>{@link Kind#MARK} (Check, Claim and their batches): only an UNAVAILABLE meaning the request
- *       was not applied (no connection, or the sidecar's store refused it). An UNAVAILABLE for a
- *       connection closed mid-call is ambiguous: the mark may exist, and a retry would answer
- *       DUPLICATE/IN_PROGRESS for the caller's own mark, so it is surfaced instead.
- *   <li>{@link Kind#IDEMPOTENT} (Renew, Inspect): any UNAVAILABLE.
- *   <li>{@link Kind#NEVER} (Commit, CommitBatch, Release, Forget): a retry after a lost reply would
- *       answer LEASE_LOST/ABSENT for work that did succeed.
+ *   <li>Claim, ClaimBatch: a retry after a lost ACQUIRED answers IN_PROGRESS (our own lease); the
+ *       caller nacks and the redelivery acquires when the lease ends. Delay, never loss.
+ *   <li>Commit, CommitBatch: commit.lua answers COMMITTED again to the same holder.
+ *   <li>Renew (same lease), Release (fenced: only drops our own lease), Inspect (a read).
  * </ul>
+ *
+ * Never retried: Check and CheckBatch (after a lost NEW the id is marked, and a retry would answer
+ * DUPLICATE for the caller's own mark: a message nobody processed would be dropped); Forget (a retry
+ * could delete a record marked anew in between); anything after DEADLINE_EXCEEDED or any status
+ * other than UNAVAILABLE.
  */
 public final class RetryPolicy {
   /** Retry classes of the operations. */
   public enum Kind {
-    MARK,
-    IDEMPOTENT,
+    RETRY,
     NEVER
   }
-
-  private static final Pattern AMBIGUOUS =
-      Pattern.compile(
-          "network closed|connection closed|connection reset|goaway|rst_stream|stream closed|broken pipe",
-          Pattern.CASE_INSENSITIVE);
 
   private final int maxAttempts;
   private final long initialBackoffMs;
 
+  /** {@code maxAttempts} includes the first; backoff doubles from {@code initialBackoffMs}, full jitter, capped at 1 s. */
   public RetryPolicy(int maxAttempts, long initialBackoffMs) {
     this.maxAttempts = Math.max(1, maxAttempts);
     this.initialBackoffMs = Math.max(1, initialBackoffMs);
   }
 
-  /** Three attempts, 50 ms first backoff (doubled, full jitter, capped at 1 s). */
+  /** Four attempts, 50 ms first backoff. */
   public static RetryPolicy defaults() {
-    return new RetryPolicy(3, 50);
+    return new RetryPolicy(4, 50);
   }
 
   public static RetryPolicy none() {
@@ -59,13 +55,6 @@ public final class RetryPolicy {
   }
 
   static boolean retryable(Kind kind, Status status) {
-    if (kind == Kind.NEVER || status.getCode() != Status.Code.UNAVAILABLE) {
-      return false;
-    }
-    if (kind == Kind.IDEMPOTENT) {
-      return true;
-    }
-    String text = String.valueOf(status.getDescription()) + " " + String.valueOf(status.getCause());
-    return !AMBIGUOUS.matcher(text).find();
+    return kind == Kind.RETRY && status.getCode() == Status.Code.UNAVAILABLE;
   }
 }
