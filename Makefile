@@ -28,7 +28,13 @@ typecheck: ## mypy --strict on sidecar/
 bench: ## benchmark vs Redis and a no-op gRPC server (docs/performance.md); ARGS="--smoke" for a quick run
 	$(VENV)/python -m bench $(ARGS)
 
-settings-table: ## print the README settings table from the code
-	$(VENV)/python -m sidecar.settings
+image-lint: ## hadolint + Dockerfile checks (no Docker engine needed)
+	$(VENV)/pytest -q tests/deploy/test_dockerfile.py
 
-.PHONY: help install run test gen lint fmt typecheck bench settings-table
+deploy-validate: ## render deploy/ overlays, validate schemas and posture, start as the manifest says
+	$(VENV)/pytest -q tests/deploy
+
+settings-table: ## rewrite the README settings table from sidecar/settings.py
+	$(VENV)/python scripts/update-settings-table.py
+
+.PHONY: help install run test gen lint fmt typecheck bench image-lint deploy-validate settings-table

@@ -12,14 +12,17 @@ from sidecar.domain.errors import PolicyError, StoreError
 from sidecar.embedded import EmbeddedRedis, EmbeddedServerError
 from sidecar.health import HealthMonitor
 from sidecar.policies_file import PolicyFile
-from sidecar.redis_store.connection import redact
-from sidecar.redis_store.factory import open_store
-from sidecar.redis_store.safety import StoreReport, inspect_store
+from sidecar.redis_store.acks import choose_mode, describe_acks
+from sidecar.redis_store.connection import mode_of, redact
+from sidecar.redis_store.factory import inspect_any, open_store
+from sidecar.redis_store.safety import StoreReport
 from sidecar.redis_store.store import RedisStore
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
-from sidecar.transport.server import build_server
-from sidecar.transport.servicer import DedupServicer
+from sidecar.telemetry.config import TelemetryConfigError
+from sidecar.telemetry.runtime import Telemetry, start_telemetry
+from sidecar.transport.security import build_servicer
+from sidecar.transport.server import build_health_server, build_server
 
 log = logging.getLogger("dedup.serve")
 
@@ -40,17 +43,22 @@ class StoreGate:
 
     store: RedisStore
     allow_unsafe: bool
+    ack_command: str = "auto"
+    policies: PolicyFile | None = None
     report: StoreReport | None = None
     safe: bool = False
     needs_check: bool = True
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def run_checks(self) -> StoreReport:
-        report = await inspect_store(self.store.client)
+        report = await inspect_any(self.store.client)
         self.report = report
         level = logging.INFO if report.safe and not report.warnings else logging.WARNING
         for line in report.lines():
             log.log(level, "store check: %s", line)
+        self.store.ack_mode = choose_mode(self.ack_command, report)
+        for line in describe_acks(self.store.ack_mode, self.policies.current() if self.policies else None):
+            log.info("store check: %s", line)
         if not report.safe and self.allow_unsafe:
             log.warning("SERVING ON AN UNSAFE STORE because --allow-unsafe-store is set: duplicates may be missed")
         self.safe = report.safe or self.allow_unsafe
@@ -73,6 +81,15 @@ class StoreGate:
             return self.safe
 
 
+def _start_telemetry(settings: Settings, policies: PolicyFile) -> Telemetry:
+    try:
+        telemetry = start_telemetry(policies, settings.metrics_listen)
+    except (TelemetryConfigError, OSError, ValueError) as err:
+        raise StartupError(f"cannot start telemetry: {err}", EXIT_CONFIG) from err
+    log.info("telemetry", extra=telemetry.report())
+    return telemetry
+
+
 def _install_signal_handlers(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -81,6 +98,8 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Serves until `stop` is set (or SIGTERM/SIGINT); returns the process exit code."""
+    stop = stop or asyncio.Event()
+    _install_signal_handlers(stop)  # before anything starts: a SIGTERM during startup still shuts down cleanly
     try:
         policies = PolicyFile(settings.policies)
     except PolicyError as err:
@@ -106,10 +125,15 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
             await asyncio.to_thread(embedded.stop)
 
 
-async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, stop: asyncio.Event | None) -> int:
-    store = open_store(url, timeout_s=settings.store_timeout / 1000, client=settings.redis_client)
-    log.info("store: %s", redact(url))
-    gate = StoreGate(store, settings.allow_unsafe_store)
+async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, stop: asyncio.Event) -> int:
+    try:
+        store = open_store(
+            url, timeout_s=settings.store_timeout / 1000, mode=settings.redis_mode, client=settings.redis_client
+        )
+    except ValueError as err:
+        raise StartupError(f"bad --redis-url: {err}", EXIT_CONFIG) from err
+    log.info("store: %s (%s)", redact(url), mode_of(url, settings.redis_mode))
+    gate = StoreGate(store, settings.allow_unsafe_store, settings.replica_ack_command, policies)
     try:
         report = await gate.run_checks()
         if not gate.safe:
@@ -117,18 +141,38 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     except StoreError as err:
         log.warning("store not reachable at startup (%s); serving NOT_SERVING until it is", err)
 
-    service = DedupService(store, policies, ServiceLimits(settings.max_batch, settings.key_prefix))
+    telemetry = _start_telemetry(settings, policies)
+    service = DedupService(store, policies, ServiceLimits(settings.max_batch, settings.key_prefix), telemetry.observer)
     health = HealthMonitor(gate.probe, settings.health_interval / 1000)
     await health.start()
-    servicer = DedupServicer(service, settings.default_deadline / 1000)
-    server, port = build_server(settings, servicer, health.servicer)
+    servicer = build_servicer(settings, service, policies)
+    try:
+        server, port = build_server(settings, servicer, health.servicer, telemetry.interceptors)
+        health_server, health_port = None, 0
+        if settings.health_listen:
+            health_server, health_port = build_health_server(settings, health.servicer)
+    except RuntimeError as err:  # grpc: "Failed to bind to address ..."
+        await store.close()
+        telemetry.shutdown()
+        raise StartupError(
+            f"cannot listen ({err}): is another process using --listen/--health-listen/--unix-socket?", EXIT_CONFIG
+        ) from None
     await server.start()
+    if health_server is not None:
+        await health_server.start()
     await health.check_once()
     listen = f"{settings.listen.rpartition(':')[0]}:{port}" if settings.listen else ""
-    log.info("serving", extra={"listen": listen, "unix_socket": settings.unix_socket, "ready": health.ready})
+    health_listen = f"{settings.health_listen.rpartition(':')[0]}:{health_port}" if health_server else ""
+    log.info(
+        "serving",
+        extra={
+            "listen": listen,
+            "unix_socket": settings.unix_socket,
+            "health_listen": health_listen,
+            "ready": health.ready,
+        },
+    )
 
-    stop = stop or asyncio.Event()
-    _install_signal_handlers(stop)
     tasks = [
         asyncio.create_task(health.run(), name="health"),
         asyncio.create_task(policies.watch(settings.policies_poll / 1000), name="policies"),
@@ -139,11 +183,14 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
         await health.drain()
         await server.stop(settings.shutdown_grace / 1000)
     finally:
+        if health_server is not None:
+            await health_server.stop(None)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await store.close()
+        await asyncio.to_thread(telemetry.shutdown)
     log.info("stopped")
     return EXIT_OK

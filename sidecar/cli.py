@@ -73,6 +73,16 @@ def _outcome_name(response: Message) -> str:
     return full.split("_OUTCOME_")[-1].removeprefix("RECORD_STATE_")
 
 
+def _readable(value: object) -> object:
+    """Bytes as text when they are UTF-8, else as hex; everything else as is."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return "0x" + value.hex()
+    return value
+
+
 def _operate(args: argparse.Namespace) -> int:
     from dedup.v1 import dedup_pb2_grpc
 
@@ -86,14 +96,13 @@ def _operate(args: argparse.Namespace) -> int:
             print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
             return EXIT_RPC_FAILED
     outcome = _outcome_name(response)
-    body = json_format.MessageToDict(response, preserving_proto_field_name=True)
     if args.json:
-        print(json.dumps(body, sort_keys=True))
+        print(json.dumps(json_format.MessageToDict(response, preserving_proto_field_name=True), sort_keys=True))
     else:
         print(outcome)
-        for key, value in body.items():
-            if key not in ("outcome", "state"):
-                print(f"  {key}: {value}")
+        for descriptor, value in response.ListFields():
+            if descriptor.name not in ("outcome", "state"):
+                print(f"  {descriptor.name}: {_readable(value)}")
     if method == "Inspect":
         return 0
     return OUTCOME_EXIT_CODES.get(outcome, 0)
@@ -102,9 +111,14 @@ def _operate(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from sidecar.app import serve
     from sidecar.logs import configure_logging
+    from sidecar.workers import is_worker, supervise, worker_settings
 
     settings = load_settings(args)
     configure_logging(settings.log_level)
+    if is_worker():
+        settings = worker_settings(settings)
+    elif settings.workers > 1:
+        return supervise(settings, sys.argv[sys.argv.index("serve") + 1 :])
     try:
         import uvloop
 
@@ -116,7 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _check_store(args: argparse.Namespace) -> int:
     from sidecar.domain.errors import StoreError
     from sidecar.redis_store.connection import connect, redact
-    from sidecar.redis_store.safety import inspect_store
+    from sidecar.redis_store.factory import inspect_any
 
     settings = load_settings(args)
     if not settings.redis_url:
@@ -124,9 +138,9 @@ def _check_store(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        client = connect(settings.redis_url, timeout_s=settings.store_timeout / 1000)
+        client = connect(settings.redis_url, timeout_s=settings.store_timeout / 1000, mode=settings.redis_mode)
         try:
-            report = await inspect_store(client)
+            report = await inspect_any(client)
         except StoreError as err:
             print(f"store {redact(settings.redis_url)}: unreachable ({err})")
             return 2
@@ -181,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "commit":
             op.add_argument("--result", help="result to store for later duplicates")
         op.set_defaults(run=_operate)
+
+    from sidecar.verify.command import add_verify_command
+
+    add_verify_command(commands)
     return parser
 
 

@@ -124,6 +124,10 @@ class DedupService:
     def _label(self, namespace: str) -> str:
         return namespace if self._policies.current().known(namespace) else "default"
 
+    def _report(self, operation: str, request: RecordRef, outcome: Inspection | ForgetOutcome) -> None:
+        trace_ids = self._policies.current().lookup(request.namespace).trace_ids
+        self._observer.decided(operation, self._label(request.namespace), outcome, request.id, trace_ids)
+
     # -- deciding ---------------------------------------------------------
 
     async def _decide(
@@ -163,7 +167,7 @@ class DedupService:
                 decision = result
             if policy.shadow:
                 decision = as_shadow(decision)
-            self._observer.decided(operation, label, decision)
+            self._observer.decided(operation, label, decision, request.id, policy.trace_ids)
             decided.append(cast(D, decision))
         return decided
 
@@ -187,6 +191,7 @@ class DedupService:
                 fingerprint_check=policy.fingerprint_check,
                 fingerprint=request.fingerprint,
                 trace_context=trace,
+                acks=policy.replica_acks,
             )
             for request, policy in zip(requests, policies, strict=True)
         ]
@@ -202,6 +207,7 @@ class DedupService:
                 fingerprint_check=policy.fingerprint_check,
                 fingerprint=request.fingerprint,
                 trace_context=trace,
+                acks=policy.replica_acks,
             )
             for request, policy in zip(requests, policies, strict=True)
         ]
@@ -217,6 +223,7 @@ class DedupService:
                 sliding=policy.sliding_window,
                 result=request.result,
                 trace_context=trace,
+                acks=policy.replica_acks,
             )
             for request, policy in zip(requests, policies, strict=True)
         ]
@@ -253,7 +260,7 @@ class DedupService:
 
     async def release(self, request: ReleaseRequest, *, timeout_s: float) -> ReleaseDecision:
         policies = self._resolve([request], batch=False)
-        item = ReleaseItem(key=self._key(request), fencing_token=request.fencing_token)
+        item = ReleaseItem(key=self._key(request), fencing_token=request.fencing_token, acks=policies[0].replica_acks)
 
         async def call() -> ItemResults[ReleaseDecision]:
             return [await self._store.release(item)]
@@ -266,6 +273,7 @@ class DedupService:
             key=self._key(request),
             fencing_token=request.fencing_token,
             lease_ms=request.lease_ms or policies[0].lease_ms,
+            acks=policies[0].replica_acks,
         )
 
         async def call() -> ItemResults[RenewDecision]:
@@ -290,10 +298,10 @@ class DedupService:
 
     async def inspect(self, request: RecordRef, *, timeout_s: float) -> Inspection:
         inspection = await self._read("inspect", request, self._store.inspect, timeout_s)
-        self._observer.decided("inspect", self._label(request.namespace), inspection)
+        self._report("inspect", request, inspection)
         return inspection
 
     async def forget(self, request: RecordRef, *, timeout_s: float) -> ForgetOutcome:
         outcome = await self._read("forget", request, self._store.forget, timeout_s)
-        self._observer.decided("forget", self._label(request.namespace), outcome)
+        self._report("forget", request, outcome)
         return outcome

@@ -34,9 +34,26 @@ class SettingsError(ValueError):
 class Settings:
     listen: str = _setting("127.0.0.1:50051", "TCP address to serve gRPC on (host:port); empty to disable TCP")
     unix_socket: str = _setting("", "Unix socket path to serve gRPC on as well (empty: none)")
-    redis_url: str = _setting(
-        "", "Redis URL (redis://, rediss://, unix://; AUTH in the URL). Empty: run an embedded server"
+    health_listen: str = _setting(
+        "", "TCP address serving only grpc.health.v1, for Kubernetes grpc probes (e.g. 0.0.0.0:50052; empty: none)"
     )
+    redis_url: str = _setting(
+        "",
+        "Redis URL (redis://, rediss://, unix://; redis+sentinel://h:p,h:p/master; redis+cluster://h:p,h:p;"
+        " AUTH in the URL). Empty: run an embedded server",
+    )
+    redis_mode: str = _setting(
+        "auto",
+        "standalone, sentinel or cluster; auto: from the URL scheme (docs/scaling.md)",
+        choices=("auto", "standalone", "sentinel", "cluster"),
+    )
+    replica_ack_command: str = _setting(
+        "auto",
+        "How namespaces with min_replica_acks confirm writes: wait, waitaof, or auto (WAITAOF when the server"
+        " has it and appendonly is on, else WAIT)",
+        choices=("auto", "wait", "waitaof"),
+    )
+    workers: int = _setting(1, "Server processes sharing the TCP port (SO_REUSEPORT); see docs/scaling.md", kind="int")
     data_dir: str = _setting(
         "", "Embedded server's data directory (AOF lives here). Default: $XDG_STATE_HOME/dedup-sidecar"
     )
@@ -61,15 +78,48 @@ class Settings:
     health_interval: int = _setting(1_000, "How often Redis reachability is probed for health", kind="duration")
     shutdown_grace: int = _setting(10_000, "How long in-flight calls may finish after SIGTERM", kind="duration")
     allow_unsafe_store: bool = _setting(False, "Serve even when the startup checks find Redis unsafe", kind="bool")
+    metrics_listen: str = _setting(
+        "", "HTTP address (host:port) for the Prometheus /metrics endpoint; empty: no endpoint"
+    )
     log_level: str = _setting("info", "Log level", choices=("debug", "info", "warning", "error"))
+    tls_cert: str = _setting("", "Server certificate chain (PEM) for the TCP listener; with --tls-key enables TLS")
+    tls_key: str = _setting("", "Server private key (PEM)")
+    tls_client_ca: str = _setting(
+        "", "CA bundle (PEM) that signs client certificates: turns on mTLS (a client certificate is required)"
+    )
+    tls_require_client_auth: bool = _setting(
+        False, "Refuse clients without a certificate signed by --tls-client-ca", kind="bool"
+    )
+    tls_reload: int = _setting(
+        5_000, "How often certificate files are checked for changes (new connections use new ones)", kind="duration"
+    )
+    auth_tokens_dir: str = _setting(
+        "", "Directory of bearer tokens: each file is named by an identity and holds its token (a mounted Secret)"
+    )
+    admin_identities: str = _setting("", "Comma-separated identities allowed to Forget (and every namespace)")
+    allow_insecure_listen: bool = _setting(
+        False, "Serve plaintext on a non-loopback --listen address (otherwise TLS is required there)", kind="bool"
+    )
+    max_concurrent_rpcs: int = _setting(
+        0, "Most RPCs served at once; more get RESOURCE_EXHAUSTED (0: no limit)", kind="int"
+    )
 
     def __post_init__(self) -> None:
         if not self.listen and not self.unix_socket:
             raise SettingsError("nothing to serve on: set --listen and/or --unix-socket")
-        if self.listen and ":" not in self.listen:
-            raise SettingsError(f"--listen must be host:port, got {self.listen!r}")
+        for name in ("listen", "health_listen"):
+            value = getattr(self, name)
+            if value and ":" not in value:
+                raise SettingsError(f"--{_flag(name)} must be host:port, got {value!r}")
+        if self.metrics_listen and not self.metrics_listen.rpartition(":")[2].isdigit():
+            raise SettingsError(f"--metrics-listen must be host:port, got {self.metrics_listen!r}")
+        if self.workers < 1:
+            raise SettingsError(f"--workers must be at least 1, got {self.workers}")
+        if self.workers > 1 and (self.unix_socket or not self.listen):
+            raise SettingsError("--workers > 1 needs --listen and no --unix-socket (a Unix socket cannot be shared)")
         if self.max_batch < 1:
             raise SettingsError(f"--max-batch must be at least 1, got {self.max_batch}")
+        _check_security(self)
         for item in fields(self):
             choices = item.metadata["choices"]
             if choices and getattr(self, item.name) not in choices:
@@ -78,6 +128,26 @@ class Settings:
     @property
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir or _default_data_dir())
+
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _check_security(settings: Settings) -> None:
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise SettingsError("--tls-cert and --tls-key go together: set both (TLS) or neither")
+    if settings.tls_client_ca and not settings.tls_cert:
+        raise SettingsError("--tls-client-ca needs TLS: set --tls-cert and --tls-key too")
+    if settings.tls_require_client_auth and not settings.tls_client_ca:
+        raise SettingsError("--tls-require-client-auth needs --tls-client-ca (the CA that signs client certificates)")
+    host = settings.listen.rpartition(":")[0]
+    if settings.listen and not settings.tls_cert and host not in _LOOPBACK_HOSTS and not settings.allow_insecure_listen:
+        raise SettingsError(
+            f"--listen {settings.listen} is not loopback and TLS is off: set --tls-cert/--tls-key, "
+            "or listen on 127.0.0.1 / a Unix socket, or force plaintext with --allow-insecure-listen"
+        )
+    if settings.max_concurrent_rpcs < 0:
+        raise SettingsError(f"--max-concurrent-rpcs must be 0 (no limit) or more, got {settings.max_concurrent_rpcs}")
 
 
 SETTINGS_FIELDS = fields(Settings)

@@ -58,3 +58,10 @@ class PolicyError(DedupError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid policies:\n  " + "\n  ".join(problems))
+
+
+class PermissionDenied(DedupError):
+    """The caller may not do this here. The message never says why (no detail leak); the audit log does."""
+
+    def __init__(self) -> None:
+        super().__init__("permission denied")

@@ -10,6 +10,7 @@ from typing import Any
 
 from sidecar.domain.durations import parse_duration_ms
 from sidecar.domain.errors import NamespaceNotFound, PolicyError
+from sidecar.domain.store import NO_ACKS, ReplicaAcks
 
 NAMESPACE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 DEFAULT_POLICY_NAME = "default"
@@ -20,6 +21,8 @@ MAX_WINDOW_MS = 366 * 86_400_000
 MIN_LEASE_MS = 10
 MAX_LEASE_MS = 86_400_000
 RESULT_MAX_BYTES_CEILING = 64 * 1024
+MIN_ACK_TIMEOUT_MS = 1
+MAX_ACK_TIMEOUT_MS = 60_000
 
 
 class StoreErrorMode(Enum):
@@ -48,6 +51,14 @@ class NamespacePolicy:
     shadow: bool = False
     trace_ids: TraceIds = TraceIds.HASH
     allowed_identities: tuple[str, ...] = field(default_factory=tuple)
+    # Durability (docs/durability.md): a write is acknowledged only after this many
+    # replicas confirmed it (WAIT / WAITAOF on the write's connection), else UNAVAILABLE.
+    min_replica_acks: int = 0
+    replica_ack_timeout_ms: int = 500
+
+    @property
+    def replica_acks(self) -> ReplicaAcks:
+        return ReplicaAcks(self.min_replica_acks, self.replica_ack_timeout_ms) if self.min_replica_acks else NO_ACKS
 
 
 # YAML key -> (field name, kind)
@@ -63,6 +74,8 @@ _YAML_KEYS: dict[str, tuple[str, str]] = {
     "shadow": ("shadow", "bool"),
     "trace_ids": ("trace_ids", "trace_ids"),
     "allowed_identities": ("allowed_identities", "identities"),
+    "min_replica_acks": ("min_replica_acks", "int"),
+    "replica_ack_timeout": ("replica_ack_timeout_ms", "duration"),
 }
 assert {name for name, _ in _YAML_KEYS.values()} == {f.name for f in fields(NamespacePolicy)}
 
@@ -131,6 +144,10 @@ def _check_bounds(where: str, policy: NamespacePolicy) -> list[str]:
         problems.append(
             f"{where}: need {MIN_LEASE_MS}ms <= lease ({policy.lease_ms}ms) <= max_lease "
             f"({policy.max_lease_ms}ms) <= 1d"
+        )
+    if policy.min_replica_acks and not MIN_ACK_TIMEOUT_MS <= policy.replica_ack_timeout_ms <= MAX_ACK_TIMEOUT_MS:
+        problems.append(
+            f"{where}.replica_ack_timeout: need 1ms..{MAX_ACK_TIMEOUT_MS // 1000}s when min_replica_acks is set"
         )
     if policy.result_max_bytes > RESULT_MAX_BYTES_CEILING:
         problems.append(f"{where}.result_max_bytes: at most {RESULT_MAX_BYTES_CEILING}")

@@ -83,8 +83,8 @@ def shape_violations(request: AnyRequest, at: str = "") -> list[FieldViolation]:
             FieldViolation(f"{at}fingerprint", f"must be at most {MAX_FINGERPRINT_BYTES} bytes, got {len(fingerprint)}")
         )
     token = getattr(request, "fencing_token", None)
-    if token is not None and not 1 <= token <= MAX_FENCING_TOKEN:
-        found.append(FieldViolation(f"{at}fencing_token", "must be a token returned by Claim (1..2^53-1)"))
+    if token is not None and not 0 <= token <= MAX_FENCING_TOKEN:
+        found.append(FieldViolation(f"{at}fencing_token", "must be a token returned by Claim (0..2^53-1)"))
     return found
 
 

@@ -28,6 +28,22 @@ ItemResults = list[T | StoreError]
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaAcks:
+    """A write counts only once `replicas` replicas confirmed it within `timeout_ms` (0: no wait)."""
+
+    replicas: int = 0
+    timeout_ms: int = 0
+
+
+NO_ACKS = ReplicaAcks()
+
+
+def strictest(acks: Sequence[ReplicaAcks]) -> ReplicaAcks:
+    """The one requirement a group of items shares: the most replicas, the longest timeout."""
+    return ReplicaAcks(max((a.replicas for a in acks), default=0), max((a.timeout_ms for a in acks), default=0))
+
+
+@dataclass(frozen=True, slots=True)
 class CheckItem:
     key: str
     window_ms: int
@@ -35,6 +51,7 @@ class CheckItem:
     fingerprint_check: bool
     fingerprint: bytes
     trace_context: bytes = b""
+    acks: ReplicaAcks = NO_ACKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +62,7 @@ class ClaimItem:
     fingerprint_check: bool
     fingerprint: bytes
     trace_context: bytes = b""
+    acks: ReplicaAcks = NO_ACKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +73,14 @@ class CommitItem:
     sliding: bool
     result: bytes | None
     trace_context: bytes = b""
+    acks: ReplicaAcks = NO_ACKS
 
 
 @dataclass(frozen=True, slots=True)
 class ReleaseItem:
     key: str
     fencing_token: int
+    acks: ReplicaAcks = NO_ACKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +88,7 @@ class RenewItem:
     key: str
     fencing_token: int
     lease_ms: int
+    acks: ReplicaAcks = NO_ACKS
 
 
 class Store(Protocol):

@@ -4,27 +4,68 @@ A retried write is unsafe here: if a Check's first attempt was applied but its
 reply was lost, a retry answers DUPLICATE for the caller's own mark and the
 message would be skipped. So a lost reply fails the RPC (UNAVAILABLE) and the
 caller's retry policy decides.
+
+The deployment mode comes from the URL scheme (docs/scaling.md), or from
+`--redis-mode` when the scheme alone cannot say:
+  redis:// rediss:// unix://                     one Redis (standalone)
+  redis+sentinel://[user:pass@]h:p,h:p/master[/db] a Sentinel-managed master
+  redis+cluster://[user:pass@]h:p,h:p             a Redis Cluster (seed nodes)
+(`rediss+sentinel://` / `rediss+cluster://` use TLS to the data nodes.)
 """
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from typing import Any
+
+from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+RedisClient = Redis | RedisCluster
 
-def connect(url: str, *, timeout_s: float, max_connections: int = 256) -> Redis:
-    """An asyncio Redis client for redis://, rediss:// or unix:// URLs (AUTH in the URL)."""
-    return Redis.from_url(
-        url,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        max_connections=max_connections,
-        decode_responses=False,
-        client_name="dedup-sidecar",
-    )
+MODES = ("auto", "standalone", "sentinel", "cluster")
+CLIENT_NAME = "dedup-sidecar"
+
+
+def mode_of(url: str, mode: str = "auto") -> str:
+    """standalone, sentinel or cluster: the explicit mode, else the URL scheme's."""
+    if mode != "auto":
+        return mode
+    scheme = url.partition("://")[0].lower()
+    if scheme.endswith("+sentinel"):
+        return "sentinel"
+    if scheme.endswith("+cluster"):
+        return "cluster"
+    return "standalone"
+
+
+def no_retry() -> Retry:
+    return Retry(NoBackoff(), 0)
+
+
+def common_options(timeout_s: float, max_connections: int) -> dict[str, Any]:
+    return {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "retry": no_retry(),
+        "max_connections": max_connections,
+        "decode_responses": False,
+        "client_name": CLIENT_NAME,
+    }
+
+
+def connect(url: str, *, timeout_s: float, max_connections: int = 256, mode: str = "auto") -> RedisClient:
+    """An asyncio client for the URL's deployment mode (AUTH in the URL)."""
+    chosen = mode_of(url, mode)
+    if chosen == "sentinel":
+        from sidecar.redis_store.sentinel import connect_sentinel
+
+        return connect_sentinel(url, timeout_s=timeout_s, max_connections=max_connections)
+    if chosen == "cluster":
+        from sidecar.redis_store.cluster import connect_cluster
+
+        return connect_cluster(url, timeout_s=timeout_s, max_connections=max_connections)
+    return Redis.from_url(url, retry_on_timeout=False, **common_options(timeout_s, max_connections))
 
 
 def redact(url: str) -> str:

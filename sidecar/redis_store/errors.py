@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from redis import exceptions as redis_errors
 
 from sidecar.domain.errors import StoreError, StoreTimeout
+
+log = logging.getLogger("dedup.store")
 
 # Prefix of a Redis error reply -> bounded `kind` label.
 _REPLY_KINDS = {
@@ -43,4 +46,10 @@ def to_store_error(err: BaseException) -> StoreError:
         return StoreError("response", text)
     if isinstance(err, redis_errors.RedisError):
         return StoreError("response", str(err))
+    if isinstance(err, Exception):
+        # The client library failed in a way it does not name (seen: AttributeError on a
+        # connection torn down mid-call). The outcome is unknown, so it is a store failure
+        # (UNAVAILABLE), never an UNKNOWN status and never a guessed decision.
+        log.error("unexpected error from the Redis client", exc_info=err)
+        return StoreError("client", f"{type(err).__name__}: {err}")
     raise err

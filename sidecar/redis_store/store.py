@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from sidecar.domain.errors import StoreError
@@ -24,10 +23,23 @@ from sidecar.domain.outcomes import (
     RenewDecision,
     RenewOutcome,
 )
-from sidecar.domain.store import CheckItem, ClaimItem, CommitItem, ItemResults, ReleaseItem, RenewItem
+from sidecar.domain.store import (
+    NO_ACKS,
+    CheckItem,
+    ClaimItem,
+    CommitItem,
+    ItemResults,
+    ReleaseItem,
+    RenewItem,
+    ReplicaAcks,
+    strictest,
+)
+from sidecar.redis_store.acks import AckMode, run_acked
+from sidecar.redis_store.connection import RedisClient
 from sidecar.redis_store.errors import to_store_error
 from sidecar.redis_store.fastpipe import FastScripts
 from sidecar.redis_store.scripts import script_sources
+from sidecar.telemetry.spans import store_span
 
 _STATES = {1: RecordState.ABSENT, 2: RecordState.IN_PROGRESS, 3: RecordState.DONE}
 
@@ -70,18 +82,22 @@ def _seen(
 class RedisStore:
     """Runs the state-machine scripts; maps replies to decisions and errors to StoreError."""
 
-    def __init__(self, client: Redis, fast: FastScripts | None = None) -> None:
+    def __init__(self, client: RedisClient, fast: FastScripts | None = None) -> None:
         self.client = client
         self.fast = fast  # when set, scripts run on the auto-pipelined connection (fastpipe.py)
+        self.ack_mode = AckMode()  # set from the startup checks (acks.choose_mode)
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in script_sources().items()
         }
 
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], acks: ReplicaAcks = NO_ACKS) -> Any:
         try:
-            if self.fast is not None:
-                return await self.fast.run(name, keys, args)
-            return await self._scripts[name](keys=list(keys), args=list(args))
+            with store_span(name, len(keys)):
+                if acks.replicas:  # WAIT must follow the write on its connection: redis-py's pipeline
+                    return await run_acked(self.client, self._scripts[name], keys, args, acks, self.ack_mode)
+                if self.fast is not None:
+                    return await self.fast.run(name, keys, args)
+                return await self._scripts[name](keys=list(keys), args=list(args))
         except StoreError:
             raise
         except Exception as err:  # every Redis failure becomes a StoreError
@@ -90,7 +106,8 @@ class RedisStore:
     async def check(self, items: Sequence[CheckItem]) -> ItemResults[CheckDecision]:
         if not items:
             return []
-        reply = await self._run("check", [item.key for item in items], _check_args(items))
+        keys = [item.key for item in items]
+        reply = await self._run("check", keys, _check_args(items), strictest([i.acks for i in items]))
         new = CheckDecision(CheckOutcome.NEW, reply[0], 0, RecordState.DONE)  # frozen: one serves every NEW item
         return [new if item == 1 else _seen(*item) for item in reply[1:]]
 
@@ -98,7 +115,7 @@ class RedisStore:
         args: list[Any] = []
         for item in items:
             args += [item.lease_ms, _flag(item.fingerprint_check), item.fingerprint, item.trace_context]
-        reply = await self._run("claim", [item.key for item in items], args)
+        reply = await self._run("claim", [item.key for item in items], args, strictest([i.acks for i in items]))
         return [
             ClaimDecision(
                 outcome=ClaimOutcome(outcome),
@@ -136,18 +153,18 @@ class RedisStore:
                 item.result or b"",
                 item.trace_context,
             ]
-        reply = await self._run("commit", [item.key for item in items], args)
+        reply = await self._run("commit", [item.key for item in items], args, strictest([i.acks for i in items]))
         return [
             CommitDecision(outcome=CommitOutcome(outcome), committed_ms=committed, expires_ms=expires)
             for outcome, committed, expires in reply[1:]
         ]
 
     async def release(self, item: ReleaseItem) -> ReleaseDecision:
-        reply = await self._run("release", [item.key], [str(item.fencing_token)])
+        reply = await self._run("release", [item.key], [str(item.fencing_token)], item.acks)
         return ReleaseDecision(outcome=ReleaseOutcome(reply))
 
     async def renew(self, item: RenewItem) -> RenewDecision:
-        outcome, expires = await self._run("renew", [item.key], [str(item.fencing_token), item.lease_ms])
+        outcome, expires = await self._run("renew", [item.key], [str(item.fencing_token), item.lease_ms], item.acks)
         return RenewDecision(outcome=RenewOutcome(outcome), lease_expires_ms=expires)
 
     async def inspect(self, key: str) -> Inspection:

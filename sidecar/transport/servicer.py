@@ -13,6 +13,7 @@ from dedup.v1 import dedup_pb2 as pb
 from dedup.v1 import dedup_pb2_grpc
 from sidecar.domain.errors import DedupError, FieldViolation, InvalidArgument, StoreError
 from sidecar.service import DedupService
+from sidecar.telemetry.trace_context import current as current_trace
 from sidecar.transport import convert
 from sidecar.transport.status import to_grpc_status, to_item_error
 
@@ -49,8 +50,11 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
         }
 
     def _timeout(self, context: Context) -> float:
+        """The store's time budget: the caller's deadline less a margin to answer in, or the default."""
         remaining = context.time_remaining()
-        return self._default_deadline_s if remaining is None else max(remaining, 0.0)
+        if remaining is None:
+            return self._default_deadline_s
+        return max(remaining * 0.9 - 0.005, 0.0)
 
     async def _call(self, context: Context, run: Callable[[float], Awaitable[T]]) -> T:
         try:
@@ -62,15 +66,21 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
 
     async def Check(self, request: pb.CheckRequest, context: Context) -> pb.CheckResponse:
         req = convert.check_request(request)
-        return convert.check_response(await self._call(context, lambda t: self._service.check(req, timeout_s=t)))
+        return convert.check_response(
+            await self._call(context, lambda t: self._service.check(req, timeout_s=t, trace=current_trace()))
+        )
 
     async def Claim(self, request: pb.ClaimRequest, context: Context) -> pb.ClaimResponse:
         req = convert.claim_request(request)
-        return convert.claim_response(await self._call(context, lambda t: self._service.claim(req, timeout_s=t)))
+        return convert.claim_response(
+            await self._call(context, lambda t: self._service.claim(req, timeout_s=t, trace=current_trace()))
+        )
 
     async def Commit(self, request: pb.CommitRequest, context: Context) -> pb.CommitResponse:
         req = convert.commit_request(request)
-        return convert.commit_response(await self._call(context, lambda t: self._service.commit(req, timeout_s=t)))
+        return convert.commit_response(
+            await self._call(context, lambda t: self._service.commit(req, timeout_s=t, trace=current_trace()))
+        )
 
     async def Release(self, request: pb.ReleaseRequest, context: Context) -> pb.ReleaseResponse:
         req = convert.release_request(request)
@@ -103,21 +113,23 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
         self, m: pb.CheckBatchRequest, budget_s: float, context: Context | None
     ) -> pb.CheckBatchResponse:
         reqs = [convert.check_request(item) for item in m.items]
-        results = await self._batch(context, self._service.check_batch(reqs, timeout_s=budget_s))
+        results = await self._batch(context, self._service.check_batch(reqs, timeout_s=budget_s, trace=current_trace()))
         return pb.CheckBatchResponse(results=_batch_results(results, convert.check_response, pb.CheckResponse))
 
     async def _claim_batch(
         self, m: pb.ClaimBatchRequest, budget_s: float, context: Context | None
     ) -> pb.ClaimBatchResponse:
         reqs = [convert.claim_request(item) for item in m.items]
-        results = await self._batch(context, self._service.claim_batch(reqs, timeout_s=budget_s))
+        results = await self._batch(context, self._service.claim_batch(reqs, timeout_s=budget_s, trace=current_trace()))
         return pb.ClaimBatchResponse(results=_batch_results(results, convert.claim_response, pb.ClaimResponse))
 
     async def _commit_batch(
         self, m: pb.CommitBatchRequest, budget_s: float, context: Context | None
     ) -> pb.CommitBatchResponse:
         reqs = [convert.commit_request(item) for item in m.items]
-        results = await self._batch(context, self._service.commit_batch(reqs, timeout_s=budget_s))
+        results = await self._batch(
+            context, self._service.commit_batch(reqs, timeout_s=budget_s, trace=current_trace())
+        )
         return pb.CommitBatchResponse(results=_batch_results(results, convert.commit_response, pb.CommitResponse))
 
     async def _batch(self, context: Context | None, work: Awaitable[T]) -> T:
@@ -128,13 +140,19 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
     # -- Stream -----------------------------------------------------------
 
     async def _stream_check(self, m: pb.CheckRequest, budget_s: float) -> pb.CheckResponse:
-        return convert.check_response(await self._service.check(convert.check_request(m), timeout_s=budget_s))
+        return convert.check_response(
+            await self._service.check(convert.check_request(m), timeout_s=budget_s, trace=current_trace())
+        )
 
     async def _stream_claim(self, m: pb.ClaimRequest, budget_s: float) -> pb.ClaimResponse:
-        return convert.claim_response(await self._service.claim(convert.claim_request(m), timeout_s=budget_s))
+        return convert.claim_response(
+            await self._service.claim(convert.claim_request(m), timeout_s=budget_s, trace=current_trace())
+        )
 
     async def _stream_commit(self, m: pb.CommitRequest, budget_s: float) -> pb.CommitResponse:
-        return convert.commit_response(await self._service.commit(convert.commit_request(m), timeout_s=budget_s))
+        return convert.commit_response(
+            await self._service.commit(convert.commit_request(m), timeout_s=budget_s, trace=current_trace())
+        )
 
     async def _stream_release(self, m: pb.ReleaseRequest, budget_s: float) -> pb.ReleaseResponse:
         return convert.release_response(await self._service.release(convert.release_request(m), timeout_s=budget_s))

@@ -8,12 +8,20 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from dedup.v1 import dedup_pb2
-from sidecar.domain.errors import DedupError, InvalidArgument, NamespaceNotFound, StoreError, StoreTimeout
+from sidecar.domain.errors import (
+    DedupError,
+    InvalidArgument,
+    NamespaceNotFound,
+    PermissionDenied,
+    StoreError,
+    StoreTimeout,
+)
 
 # Most specific first.
 _TABLE: tuple[tuple[type[DedupError], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (NamespaceNotFound, grpc.StatusCode.NOT_FOUND),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (StoreTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
     (StoreError, grpc.StatusCode.UNAVAILABLE),
 )

@@ -365,7 +365,9 @@ class ClaimResponse(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     outcome: Global___ClaimOutcome.ValueType
     fencing_token: _builtins.int
-    """ACQUIRED: the fencing token; strictly greater for every later holder."""
+    """ACQUIRED: the fencing token; strictly greater for every later holder.
+    0 only in a degraded answer (no lease was taken; Commit with 0 never holds one).
+    """
     lease_expires_unix_ms: _builtins.int
     """ACQUIRED: when the lease ends unless renewed."""
     retry_after_ms: _builtins.int

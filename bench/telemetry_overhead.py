@@ -1,0 +1,182 @@
+"""Telemetry overhead: the sidecar with tracing off, tracing on with the always_off sampler, and full sampling.
+
+Self-contained: starts a real Redis, an OTLP/gRPC sink (a separate process, so
+receiving spans does not steal the load generator's CPU), and one sidecar
+process per mode; then drives unary Check calls (half new ids, half duplicates,
+so duplicate spans carry links) from `--concurrency` concurrent callers, in
+interleaved rounds, and reports the sidecar's CPU time per call (from
+/proc/<pid>/stat: the least noisy number on a shared machine), throughput and
+latency, as ratios to "off". Only the ratios are meant to be compared.
+
+    python bench/telemetry_overhead.py [--seconds 5] [--rounds 3] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dedup.v1 import dedup_pb2 as pb  # noqa: E402
+from dedup.v1 import dedup_pb2_grpc  # noqa: E402
+from tests.support.otlp_receiver import OtlpReceiver  # noqa: E402
+from tests.support.redis_server import RedisProcess  # noqa: E402
+from tests.support.sidecar_process import SidecarProcess  # noqa: E402
+
+MODES = ("off", "always_off", "always_on")
+
+
+def sink() -> None:
+    """`--sink`: an OTLP receiver that counts spans; prints its endpoint, then the count when stdin closes."""
+    receiver = OtlpReceiver(keep=False).start()
+    print(receiver.endpoint, flush=True)
+    sys.stdin.read()
+    print(receiver.count, flush=True)
+    receiver.stop()
+
+
+def mode_env(mode: str, endpoint: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    if mode != "off":
+        env |= {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_TRACES_SAMPLER": mode,
+        }
+    return env
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    calls: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+
+    @property
+    def cpu_us_per_call(self) -> float:
+        return self.cpu_s / self.calls * 1e6
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def drive(target: str, seconds: float, concurrency: int) -> Result:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = dedup_pb2_grpc.DedupStub(channel)
+        await stub.Check(pb.CheckRequest(namespace="bench", id=b"warm-up"))
+        latencies: list[float] = []
+        deadline = time.perf_counter() + seconds
+        run = uuid.uuid4().hex
+
+        async def caller(worker: int) -> None:
+            n = 0
+            while time.perf_counter() < deadline:
+                record_id = f"{run}-{worker}-{n // 2}".encode()  # every id is checked twice: NEW, then DUPLICATE
+                start = time.perf_counter()
+                await stub.Check(pb.CheckRequest(namespace="bench", id=record_id))
+                latencies.append(time.perf_counter() - start)
+                n += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(caller(w) for w in range(concurrency)))
+        return Result(len(latencies), time.perf_counter() - began, latencies)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of one measured round per mode")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per mode (median reported)")
+    parser.add_argument("--concurrency", type=int, default=32, help="concurrent callers")
+    parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sink:
+        sink()
+        return 0
+
+    redis = RedisProcess().start()
+    receiver = subprocess.Popen(
+        [sys.executable, __file__, "--sink"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert receiver.stdout is not None
+    assert receiver.stdin is not None
+    endpoint = receiver.stdout.readline().strip()
+    sidecars: dict[str, SidecarProcess] = {}
+    results: dict[str, list[Result]] = {mode: [] for mode in MODES}
+    try:
+        for mode in MODES:
+            prefix = f"bench-{mode}-{uuid.uuid4().hex[:6]}:"
+            sidecars[mode] = SidecarProcess(
+                ["--redis-url", redis.url, "--key-prefix", prefix],
+                env=mode_env(mode, endpoint),
+                cwd=str(ROOT),
+            ).start()
+        for mode in MODES:  # warm-up, not measured: connections, script cache, first-call imports
+            asyncio.run(drive(sidecars[mode].target, 1.0, args.concurrency))
+        for round_ in range(args.rounds):
+            for mode in MODES:
+                pid = sidecars[mode].process.pid  # type: ignore[union-attr]
+                cpu_before = cpu_seconds(pid)
+                result = asyncio.run(drive(sidecars[mode].target, args.seconds, args.concurrency))
+                result.cpu_s = cpu_seconds(pid) - cpu_before
+                results[mode].append(result)
+                line = f"{result.rate:8.0f} calls/s {result.cpu_us_per_call:6.0f} CPU us/call"
+                print(f"round {round_ + 1} {mode:>10}: {line}", file=sys.stderr)
+    finally:
+        for process in sidecars.values():
+            process.stop()
+        receiver.stdin.close()
+        exported = int(receiver.stdout.readline().strip() or 0)
+        receiver.wait(10)
+        redis.close()
+
+    base_cpu = statistics.median(r.cpu_us_per_call for r in results["off"])
+    base_rate = statistics.median(r.rate for r in results["off"])
+    base_p50 = statistics.median(r.quantile(0.5) for r in results["off"])
+    base_p99 = statistics.median(r.quantile(0.99) for r in results["off"])
+    print(f"{args.rounds} rounds x {args.seconds:g}s per mode, {args.concurrency} concurrent unary Check callers")
+    print(
+        "| mode | sidecar CPU us/call | CPU vs off | calls/s | throughput vs off | p50 ms | p50 vs off | p99 vs off |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for mode in MODES:
+        cpu = statistics.median(r.cpu_us_per_call for r in results[mode])
+        rate = statistics.median(r.rate for r in results[mode])
+        p50 = statistics.median(r.quantile(0.5) for r in results[mode])
+        p99 = statistics.median(r.quantile(0.99) for r in results[mode])
+        print(
+            f"| {mode} | {cpu:.0f} | {cpu / base_cpu:.3f} | {rate:.0f} | {rate / base_rate:.3f} "
+            f"| {p50 * 1000:.2f} | {p50 / base_p50:.3f} | {p99 / base_p99:.3f} |"
+        )
+    calls_on = sum(r.calls for r in results["always_on"])
+    print(f"spans received by the OTLP sink: {exported} (always_on made {calls_on} measured calls + warm-ups)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+package dedup_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	dedup "github.com/dedup-sidecar/dedup/clients/go"
+)
+
+// The shared contract suite (tests/contract/scenarios.yaml), run against the
+// harness started by tests/contract/test_go_client.py (DEDUP_TARGET etc.).
+
+type scenario struct {
+	Name   string `yaml:"name"`
+	Target string `yaml:"target"`
+	Steps  []step `yaml:"steps"`
+}
+
+type step struct {
+	Op          string   `yaml:"op"`
+	NS          string   `yaml:"ns"`
+	ID          *string  `yaml:"id"`
+	IDs         []string `yaml:"ids"`
+	Fingerprint string   `yaml:"fingerprint"`
+	WindowMs    int64    `yaml:"window_ms"`
+	LeaseMs     int64    `yaml:"lease_ms"`
+	SaveToken   string   `yaml:"save_token"`
+	Token       string   `yaml:"token"`
+	Result      *string  `yaml:"result"`
+	N           int      `yaml:"n"`
+	State       string   `yaml:"state"`
+	WithinMs    int64    `yaml:"within_ms"`
+	DeadlineMs  int64    `yaml:"deadline_ms"`
+	Expect      expect   `yaml:"expect"`
+}
+
+type expect struct {
+	Outcome          string         `yaml:"outcome"`
+	State            string         `yaml:"state"`
+	Result           *string        `yaml:"result"`
+	TokenGreaterThan string         `yaml:"token_greater_than"`
+	Error            string         `yaml:"error"`
+	FieldViolation   string         `yaml:"field_violation"`
+	Outcomes         []string       `yaml:"outcomes"`
+	Counts           map[string]int `yaml:"counts"`
+}
+
+func scenariosPath() string {
+	if p := os.Getenv("DEDUP_CONTRACT_SCENARIOS"); p != "" {
+		return p
+	}
+	return filepath.Join("..", "..", "tests", "contract", "scenarios.yaml")
+}
+
+func targetFor(t *testing.T, kind string) string {
+	env := map[string]string{"": "DEDUP_TARGET", "sidecar": "DEDUP_TARGET",
+		"blackhole": "DEDUP_BLACKHOLE_TARGET", "unavailable": "DEDUP_UNAVAILABLE_TARGET"}[kind]
+	v := os.Getenv(env)
+	if v == "" {
+		t.Fatalf("%s is not set", env)
+	}
+	return v
+}
+
+func requireHarness(t *testing.T) {
+	if os.Getenv("DEDUP_TARGET") == "" {
+		t.Skip("DEDUP_TARGET not set: run through pytest tests/contract/test_go_client.py, which starts the harness")
+	}
+}
+
+func TestContract(t *testing.T) {
+	requireHarness(t)
+	raw, err := os.ReadFile(scenariosPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Scenarios []scenario `yaml:"scenarios"`
+	}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Scenarios) == 0 {
+		t.Fatal("no scenarios")
+	}
+	for _, sc := range doc.Scenarios {
+		t.Run(sc.Name, func(t *testing.T) {
+			t.Parallel()
+			client, err := dedup.New(targetFor(t, sc.Target))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			newRun(sc.Name).play(t, client, sc)
+		})
+	}
+}
+
+type run struct {
+	ids    map[string]string
+	tokens map[string]uint64
+}
+
+func newRun(name string) *run {
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	base := fmt.Sprintf("go-%s-%s", name, hex.EncodeToString(b))
+	return &run{ids: map[string]string{"$id": base, "$id2": base + "-2"}, tokens: map[string]uint64{}}
+}
+
+func (r *run) id(raw string) []byte {
+	if v, ok := r.ids[raw]; ok {
+		return []byte(v)
+	}
+	return []byte(raw)
+}
+
+func (r *run) token(t *testing.T, raw string) uint64 {
+	v, ok := r.tokens[strings.TrimPrefix(raw, "$")]
+	if !ok {
+		t.Fatalf("no saved token %q", raw)
+	}
+	return v
+}
+
+// result is what one step produced, in the scenario's vocabulary.
+type result struct {
+	outcome  string
+	state    string
+	stored   []byte
+	token    uint64
+	outcomes []string
+	counts   map[string]int
+}
+
+func (r *run) play(t *testing.T, c *dedup.Client, sc scenario) {
+	for i, st := range sc.Steps {
+		deadline := time.Duration(st.DeadlineMs) * time.Millisecond
+		if deadline == 0 {
+			deadline = 5 * time.Second
+		}
+		got, err := r.invoke(t, c, st, deadline)
+		where := fmt.Sprintf("step %d (%s)", i, st.Op)
+		if err != nil {
+			if st.Expect.Error == "" {
+				t.Fatalf("%s: unexpected error %v", where, err)
+			}
+			if code := dedup.Code(err).String(); !strings.EqualFold(strings.ReplaceAll(code, "_", ""), strings.ReplaceAll(st.Expect.Error, "_", "")) {
+				t.Fatalf("%s: want %s, got %v", where, st.Expect.Error, err)
+			}
+			if st.Expect.FieldViolation != "" {
+				r.checkViolation(t, where, err, st.Expect.FieldViolation)
+			}
+			continue
+		}
+		if st.Expect.Error != "" {
+			t.Fatalf("%s: want error %s, got %+v", where, st.Expect.Error, got)
+		}
+		r.checkExpect(t, where, st, got)
+	}
+}
+
+func (r *run) checkViolation(t *testing.T, where string, err error, field string) {
+	e, ok := err.(*dedup.Error)
+	if !ok {
+		t.Fatalf("%s: not a *dedup.Error: %v", where, err)
+	}
+	var fields []string
+	for _, v := range e.FieldViolations {
+		fields = append(fields, v.Field)
+	}
+	if !slices.Contains(fields, field) {
+		t.Fatalf("%s: want a violation of %q, got %v", where, field, fields)
+	}
+}
+
+func (r *run) checkExpect(t *testing.T, where string, st step, got result) {
+	ex := st.Expect
+	if ex.Outcome != "" && got.outcome != ex.Outcome {
+		t.Fatalf("%s: want outcome %s, got %+v", where, ex.Outcome, got)
+	}
+	if ex.State != "" && got.state != ex.State {
+		t.Fatalf("%s: want state %s, got %+v", where, ex.State, got)
+	}
+	if ex.Result != nil && string(got.stored) != *ex.Result {
+		t.Fatalf("%s: want result %q, got %q", where, *ex.Result, got.stored)
+	}
+	if ex.TokenGreaterThan != "" && got.token <= r.token(t, ex.TokenGreaterThan) {
+		t.Fatalf("%s: token %d not greater than %s=%d", where, got.token, ex.TokenGreaterThan, r.token(t, ex.TokenGreaterThan))
+	}
+	if ex.Outcomes != nil && !slices.Equal(got.outcomes, ex.Outcomes) {
+		t.Fatalf("%s: want outcomes %v, got %v", where, ex.Outcomes, got.outcomes)
+	}
+	if ex.Counts != nil && fmt.Sprint(got.counts) != fmt.Sprint(ex.Counts) {
+		t.Fatalf("%s: want counts %v, got %v", where, ex.Counts, got.counts)
+	}
+	if st.SaveToken != "" {
+		r.tokens[st.SaveToken] = got.token
+	}
+}
+
+func (r *run) invoke(t *testing.T, c *dedup.Client, st step, deadline time.Duration) (result, error) {
+	ns := st.NS
+	if ns == "" {
+		ns = "contract"
+	}
+	var id []byte
+	if st.ID != nil {
+		id = r.id(*st.ID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	lease := dedup.Lease(time.Duration(st.LeaseMs) * time.Millisecond)
+	switch st.Op {
+	case "check":
+		res, err := c.Check(ctx, ns, id, dedup.Fingerprint([]byte(st.Fingerprint)), dedup.Window(time.Duration(st.WindowMs)*time.Millisecond))
+		return result{outcome: string(res.Outcome), stored: res.Result}, err
+	case "claim":
+		res, err := c.Claim(ctx, ns, id, dedup.Fingerprint([]byte(st.Fingerprint)), lease)
+		return result{outcome: string(res.Outcome), stored: res.Result, token: res.FencingToken}, err
+	case "commit":
+		opts := []dedup.CallOption{dedup.Window(time.Duration(st.WindowMs) * time.Millisecond)}
+		if st.Result != nil {
+			opts = append(opts, dedup.Result([]byte(*st.Result)))
+		}
+		res, err := c.Commit(ctx, ns, id, r.token(t, st.Token), opts...)
+		return result{outcome: string(res.Outcome)}, err
+	case "release":
+		res, err := c.Release(ctx, ns, id, r.token(t, st.Token))
+		return result{outcome: string(res.Outcome)}, err
+	case "renew":
+		res, err := c.Renew(ctx, ns, id, r.token(t, st.Token), lease)
+		return result{outcome: string(res.Outcome)}, err
+	case "inspect":
+		res, err := c.Inspect(ctx, ns, id)
+		return result{state: string(res.State), stored: res.Result, token: res.FencingToken}, err
+	case "check_batch":
+		ids := make([][]byte, len(st.IDs))
+		for i, raw := range st.IDs {
+			ids[i] = r.id(raw)
+		}
+		res, err := c.CheckBatch(ctx, ns, dedup.CheckIDs(ids...))
+		out := result{}
+		for _, x := range res {
+			out.outcomes = append(out.outcomes, string(x.Outcome))
+		}
+		return out, err
+	case "claim_batch":
+		ids := make([][]byte, len(st.IDs))
+		for i, raw := range st.IDs {
+			ids[i] = r.id(raw)
+		}
+		res, err := c.ClaimBatch(ctx, ns, dedup.ClaimIDs(ids...))
+		out := result{}
+		for _, x := range res {
+			out.outcomes = append(out.outcomes, string(x.Outcome))
+		}
+		return out, err
+	case "concurrent_claims":
+		return concurrentClaims(ctx, c, ns, id, st.N)
+	case "await_state":
+		return awaitState(t, c, ns, id, st)
+	}
+	t.Fatalf("unknown op %q", st.Op)
+	return result{}, nil
+}
+
+func concurrentClaims(ctx context.Context, c *dedup.Client, ns string, id []byte, n int) (result, error) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	start := make(chan struct{})
+	out := result{counts: map[string]int{}}
+	var firstErr error
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			res, err := c.Claim(ctx, ns, id)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			out.counts[string(res.Outcome)]++
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return out, firstErr
+}
+
+// awaitState polls Inspect (the only waiting a runner does), bounded by within_ms.
+func awaitState(t *testing.T, c *dedup.Client, ns string, id []byte, st step) (result, error) {
+	limit := time.Now().Add(time.Duration(st.WithinMs) * time.Millisecond)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, err := c.Inspect(ctx, ns, id)
+		cancel()
+		if err != nil {
+			return result{}, err
+		}
+		if string(res.State) == st.State {
+			return result{state: string(res.State)}, nil
+		}
+		if time.Now().After(limit) {
+			t.Fatalf("state %s not seen within %d ms (last %s)", st.State, st.WithinMs, res.State)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

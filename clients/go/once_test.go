@@ -1,0 +1,159 @@
+package dedup_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	dedup "github.com/dedup-sidecar/dedup/clients/go"
+)
+
+// The Once helper against the live contract sidecar (DEDUP_TARGET).
+
+const ns = "contract"
+
+var seq atomic.Int64
+
+func freshID() []byte {
+	return []byte(fmt.Sprintf("go-once-%d-%d-%d", os.Getpid(), time.Now().UnixNano(), seq.Add(1)))
+}
+
+func liveClient(t *testing.T) *dedup.Client {
+	t.Helper()
+	requireHarness(t)
+	c, err := dedup.New(os.Getenv("DEDUP_TARGET"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// waitUntil polls cond (bounded), never a bare sleep as synchronisation.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	limit := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(limit) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestOnceProcessedThenDuplicateWithStoredResult(t *testing.T) {
+	c, ctx, id := liveClient(t), context.Background(), freshID()
+	calls := 0
+	handler := func(ctx context.Context, token uint64) ([]byte, error) {
+		calls++
+		return []byte(fmt.Sprintf("receipt-%d", token)), nil
+	}
+	first, err := c.Once(ctx, ns, id, handler)
+	if err != nil || first.Status != dedup.Processed || !first.ShouldAck() {
+		t.Fatalf("first: %+v %v", first, err)
+	}
+	second, err := c.Once(ctx, ns, id, handler)
+	if err != nil || second.Status != dedup.Duplicate || !second.ShouldAck() {
+		t.Fatalf("second: %+v %v", second, err)
+	}
+	if want := fmt.Sprintf("receipt-%d", first.FencingToken); string(second.StoredResult) != want || calls != 1 {
+		t.Fatalf("stored %q calls %d", second.StoredResult, calls)
+	}
+}
+
+func TestOnceReleasesOnHandlerError(t *testing.T) {
+	c, ctx, id := liveClient(t), context.Background(), freshID()
+	boom := errors.New("downstream down")
+	_, err := c.Once(ctx, ns, id, func(context.Context, uint64) ([]byte, error) { return nil, boom })
+	if !errors.Is(err, boom) {
+		t.Fatalf("err %v", err)
+	}
+	if r, err := c.Inspect(ctx, ns, id); err != nil || r.State != dedup.StateAbsent {
+		t.Fatalf("not released: %+v %v", r, err)
+	}
+	if o, err := c.Once(ctx, ns, id, func(context.Context, uint64) ([]byte, error) { return nil, nil }); err != nil || o.Status != dedup.Processed {
+		t.Fatalf("redelivery: %+v %v", o, err)
+	}
+}
+
+func TestOnceInProgressAndConflictSkipTheHandler(t *testing.T) {
+	c, ctx := liveClient(t), context.Background()
+	ran := false
+	handler := func(context.Context, uint64) ([]byte, error) { ran = true; return nil, nil }
+	held := freshID()
+	if r, _ := c.Claim(ctx, ns, held, dedup.Lease(time.Minute)); !r.Acquired() {
+		t.Fatal("setup claim")
+	}
+	o, err := c.Once(ctx, ns, held, handler)
+	if err != nil || o.Status != dedup.InProgress || o.ShouldAck() || o.RetryAfter <= 0 {
+		t.Fatalf("in progress: %+v %v", o, err)
+	}
+	conflicting := freshID()
+	if _, err := c.Check(ctx, ns, conflicting, dedup.Fingerprint([]byte("a"))); err != nil {
+		t.Fatal(err)
+	}
+	o, err = c.Once(ctx, ns, conflicting, handler, dedup.OnceFingerprint([]byte("b")))
+	if err != nil || o.Status != dedup.Conflict || ran {
+		t.Fatalf("conflict: %+v %v ran=%v", o, err, ran)
+	}
+}
+
+func TestOnceRenewsTheLeaseWhileTheHandlerRuns(t *testing.T) {
+	c, ctx, id := liveClient(t), context.Background(), freshID()
+	o, err := c.Once(ctx, ns, id, func(ctx context.Context, token uint64) ([]byte, error) {
+		first, _ := c.Inspect(ctx, ns, id)
+		waitUntil(t, func() bool {
+			now, _ := c.Inspect(ctx, ns, id)
+			return now.LeaseExpires.After(first.LeaseExpires)
+		})
+		return nil, nil
+	}, dedup.OnceLease(time.Second), dedup.OnceRenewEvery(50*time.Millisecond))
+	if err != nil || o.Status != dedup.Processed {
+		t.Fatalf("%+v %v", o, err)
+	}
+}
+
+func TestOnceCancelsTheHandlerWhenTheLeaseIsLost(t *testing.T) {
+	c, ctx, id := liveClient(t), context.Background(), freshID()
+	o, err := c.Once(ctx, ns, id, func(hctx context.Context, token uint64) ([]byte, error) {
+		if _, err := c.Forget(ctx, ns, id); err != nil { // an operator deletes the record under the holder
+			return nil, err
+		}
+		select {
+		case <-hctx.Done():
+		case <-time.After(5 * time.Second):
+			t.Error("handler context not cancelled")
+		}
+		if !errors.Is(context.Cause(hctx), dedup.ErrLeaseLost) {
+			t.Errorf("cause %v", context.Cause(hctx))
+		}
+		return []byte("done anyway"), nil
+	}, dedup.OnceLease(5*time.Second), dedup.OnceRenewEvery(30*time.Millisecond))
+	if err != nil || o.Status != dedup.LeaseLost || !o.ShouldAck() {
+		t.Fatalf("%+v %v", o, err)
+	}
+}
+
+func TestUnixSocketTarget(t *testing.T) {
+	requireHarness(t)
+	target := os.Getenv("DEDUP_UNIX_TARGET")
+	if target == "" {
+		t.Skip("DEDUP_UNIX_TARGET not set")
+	}
+	for _, tgt := range []string{target, strings.TrimPrefix(target, "unix:")} { // unix:/path and a bare path
+		c, err := dedup.New(tgt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.Claim(context.Background(), ns, freshID())
+		_ = c.Close()
+		if err != nil || !r.Acquired() {
+			t.Fatalf("%s: %+v %v", tgt, r, err)
+		}
+	}
+}

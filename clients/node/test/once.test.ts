@@ -1,0 +1,82 @@
+// processOnce and trace propagation against the live sidecar ($DEDUP_TARGET).
+import { strict as assert } from "node:assert";
+import { randomBytes } from "node:crypto";
+import { after, test } from "node:test";
+import { context, propagation, trace, TraceFlags } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { DedupClient, processOnce } from "../src";
+import { traceMetadata } from "../src/trace";
+
+const target = process.env.DEDUP_TARGET;
+const client = new DedupClient({ target: target ?? "127.0.0.1:1" });
+after(() => client.close());
+const ns = "contract";
+const freshId = () => `node-once-${randomBytes(6).toString("hex")}`;
+
+test("processOnce runs the handler once and reports later copies as DUPLICATE with the stored result", async () => {
+  assert.ok(target, "$DEDUP_TARGET is not set");
+  const id = freshId();
+  let runs = 0;
+  const handler = async () => {
+    runs++;
+    return "receipt-1";
+  };
+  const first = await processOnce(client, { namespace: ns, id }, handler);
+  assert.equal(first.status, "PROCESSED");
+  const again = await processOnce(client, { namespace: ns, id }, handler);
+  assert.equal(again.status, "DUPLICATE");
+  assert.equal(again.status === "DUPLICATE" && again.result?.toString(), "receipt-1");
+  assert.equal(runs, 1);
+});
+
+test("processOnce releases on handler error so a redelivery proceeds at once", async () => {
+  const id = freshId();
+  await assert.rejects(
+    processOnce(client, { namespace: ns, id }, async () => {
+      throw new Error("boom");
+    }),
+    /boom/,
+  );
+  const retry = await processOnce(client, { namespace: ns, id }, async (lease) => `token ${lease.token}`);
+  assert.equal(retry.status, "PROCESSED");
+});
+
+test("processOnce reports IN_PROGRESS while another holder's lease is live", async () => {
+  const id = freshId();
+  const held = await client.claim({ namespace: ns, id });
+  assert.equal(held.outcome, "ACQUIRED");
+  const outcome = await processOnce(client, { namespace: ns, id }, async () => "never");
+  assert.equal(outcome.status, "IN_PROGRESS");
+});
+
+test("processOnce renews the lease while a long handler runs", async () => {
+  const id = freshId();
+  const outcome = await processOnce(client, { namespace: ns, id, leaseMs: 300 }, async (lease) => {
+    // Outlive the 300 ms lease twice over; the heartbeat keeps it ours.
+    const until = Date.now() + 700;
+    while (Date.now() < until) {
+      const r = await client.inspect({ namespace: ns, id });
+      assert.equal(r.state, "IN_PROGRESS");
+      assert.equal(r.token, lease.token);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    return undefined;
+  });
+  assert.equal(outcome.status, "PROCESSED");
+});
+
+test("the active span's W3C trace context goes into the request metadata", () => {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  const spanContext = {
+    traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+    spanId: "00f067aa0ba902b7",
+    traceFlags: TraceFlags.SAMPLED,
+  };
+  const ctx = trace.setSpanContext(context.active(), spanContext);
+  const md = context.with(ctx, () => traceMetadata());
+  assert.deepEqual(md.get("traceparent"), ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]);
+  propagation.disable();
+  context.disable();
+});

@@ -1,0 +1,80 @@
+"""Python client for the dedup sidecar: sync (DedupClient) and asyncio (AsyncDedupClient),
+plus the effectively-once helper (EffectivelyOnce / AsyncEffectivelyOnce)."""
+
+from dedup_client.aio import AsyncDedupClient
+from dedup_client.client import DEFAULT_TIMEOUT_S, DedupClient
+from dedup_client.errors import (
+    DeadlineExceededError,
+    DedupError,
+    FieldViolation,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from dedup_client.once import Attempt, EffectivelyOnce
+from dedup_client.once_aio import AsyncAttempt, AsyncEffectivelyOnce
+from dedup_client.outcome import Outcome, Status
+from dedup_client.results import (
+    CheckItem,
+    CheckOutcome,
+    CheckResult,
+    ClaimItem,
+    ClaimOutcome,
+    ClaimResult,
+    CommitItem,
+    CommitOutcome,
+    CommitResult,
+    ForgetOutcome,
+    ForgetResult,
+    InspectResult,
+    RecordState,
+    ReleaseOutcome,
+    ReleaseResult,
+    RenewOutcome,
+    RenewResult,
+)
+from dedup_client.retry import NO_RETRIES, RETRY_SAFE_METHODS, RetryPolicy
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "NO_RETRIES",
+    "RETRY_SAFE_METHODS",
+    "AsyncAttempt",
+    "AsyncDedupClient",
+    "AsyncEffectivelyOnce",
+    "Attempt",
+    "CheckItem",
+    "CheckOutcome",
+    "CheckResult",
+    "ClaimItem",
+    "ClaimOutcome",
+    "ClaimResult",
+    "CommitItem",
+    "CommitOutcome",
+    "CommitResult",
+    "DeadlineExceededError",
+    "DedupClient",
+    "DedupError",
+    "EffectivelyOnce",
+    "FieldViolation",
+    "ForgetOutcome",
+    "ForgetResult",
+    "InspectResult",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "Outcome",
+    "PermissionDeniedError",
+    "RecordState",
+    "ReleaseOutcome",
+    "ReleaseResult",
+    "RenewOutcome",
+    "RenewResult",
+    "ResourceExhaustedError",
+    "RetryPolicy",
+    "Status",
+    "UnauthenticatedError",
+    "UnavailableError",
+]

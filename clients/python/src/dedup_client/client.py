@@ -1,0 +1,192 @@
+"""The synchronous client: one channel, the same verbs as every other language's client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+
+from dedup.v1 import dedup_pb2 as pb
+from dedup.v1 import dedup_pb2_grpc
+from dedup_client import convert
+from dedup_client.channel import CHANNEL_OPTIONS, normalize_target
+from dedup_client.errors import from_rpc_error
+from dedup_client.results import (
+    CheckItem,
+    CheckResult,
+    ClaimItem,
+    ClaimResult,
+    CommitItem,
+    CommitResult,
+    ForgetResult,
+    InspectResult,
+    ReleaseResult,
+    RenewResult,
+)
+from dedup_client.retry import RetryPolicy
+from dedup_client.tracing import trace_metadata
+
+R = TypeVar("R")
+DEFAULT_TIMEOUT_S = 5.0
+
+
+class DedupClient:
+    """A client of one sidecar. Thread-safe; close it (or use `with`) when done.
+
+    target: `host:port` or `unix:/path/to.sock`. Every call has a deadline:
+    `timeout=` seconds, else `default_timeout`. Failures raise DedupError
+    subclasses; see dedup_client.retry for which calls are retried.
+    `wait_for_ready=True` makes calls wait (until their deadline) for a sidecar
+    that is not reachable yet instead of failing fast with UNAVAILABLE.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        default_timeout: float = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        wait_for_ready: bool = False,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        target = normalize_target(target)
+        all_options = [*CHANNEL_OPTIONS, *options]
+        self._channel = (
+            grpc.secure_channel(target, credentials, all_options)
+            if credentials is not None
+            else grpc.insecure_channel(target, all_options)
+        )
+        self._stub = dedup_pb2_grpc.DedupStub(self._channel)
+        self._default_timeout = default_timeout
+        self._retry = retry or RetryPolicy()
+        self._metadata = tuple(metadata)
+        self._wait_for_ready = wait_for_ready
+
+    def __enter__(self) -> DedupClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: str, request: Any, timeout: float | None, convert_response: Callable[[Any], R]) -> R:
+        rpc = getattr(self._stub, method)
+        deadline = time.monotonic() + (self._default_timeout if timeout is None else timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            try:
+                response = rpc(
+                    request,
+                    timeout=max(remaining, 0.0),
+                    metadata=[*self._metadata, *trace_metadata()],
+                    wait_for_ready=self._wait_for_ready,
+                )
+            except grpc.RpcError as err:
+                code: grpc.StatusCode = err.code()
+                wait = self._retry.delay(method, code, attempt, deadline - time.monotonic())
+                if wait is None:
+                    raise from_rpc_error(err) from None
+                time.sleep(wait)  # backoff between attempts
+                continue
+            return convert_response(response)
+
+    def check(
+        self,
+        namespace: str,
+        id: bytes | str,
+        *,
+        fingerprint: bytes | str | None = None,
+        window_ms: int = 0,
+        timeout: float | None = None,
+    ) -> CheckResult:
+        """Marks `id` on first sight: NEW, DUPLICATE or CONFLICT. Never retried (see retry.py)."""
+        request = convert.check_request(namespace, id, fingerprint, window_ms)
+        return self._call("Check", request, timeout, convert.check_result)
+
+    def claim(
+        self,
+        namespace: str,
+        id: bytes | str,
+        *,
+        fingerprint: bytes | str | None = None,
+        lease_ms: int = 0,
+        timeout: float | None = None,
+    ) -> ClaimResult:
+        """Takes a lease: ACQUIRED (+ fencing_token), IN_PROGRESS, DUPLICATE (+ result) or CONFLICT."""
+        request = convert.claim_request(namespace, id, fingerprint, lease_ms)
+        return self._call("Claim", request, timeout, convert.claim_result)
+
+    def commit(
+        self,
+        namespace: str,
+        id: bytes | str,
+        token: int,
+        *,
+        result: bytes | str | None = None,
+        window_ms: int = 0,
+        timeout: float | None = None,
+    ) -> CommitResult:
+        """Marks a claimed id DONE, optionally storing `result` for later duplicates."""
+        request = convert.commit_request(namespace, id, token, result, window_ms)
+        return self._call("Commit", request, timeout, convert.commit_result)
+
+    def release(self, namespace: str, id: bytes | str, token: int, *, timeout: float | None = None) -> ReleaseResult:
+        """Drops the lease after failed processing, so a redelivery can proceed at once."""
+        request = pb.ReleaseRequest(namespace=namespace, id=convert.as_bytes(id), fencing_token=token)
+        return self._call("Release", request, timeout, convert.release_result)
+
+    def renew(
+        self, namespace: str, id: bytes | str, token: int, *, lease_ms: int = 0, timeout: float | None = None
+    ) -> RenewResult:
+        """Extends a live lease (heartbeat)."""
+        request = pb.RenewRequest(namespace=namespace, id=convert.as_bytes(id), fencing_token=token, lease_ms=lease_ms)
+        return self._call("Renew", request, timeout, convert.renew_result)
+
+    def inspect(self, namespace: str, id: bytes | str, *, timeout: float | None = None) -> InspectResult:
+        """Reads the record without changing it."""
+        request = pb.InspectRequest(namespace=namespace, id=convert.as_bytes(id))
+        return self._call("Inspect", request, timeout, convert.inspect_result)
+
+    def forget(self, namespace: str, id: bytes | str, *, timeout: float | None = None) -> ForgetResult:
+        """Admin: deletes the record so the id is new again. Never retried."""
+        request = pb.ForgetRequest(namespace=namespace, id=convert.as_bytes(id))
+        return self._call("Forget", request, timeout, convert.forget_result)
+
+    def check_batch(
+        self,
+        namespace: str,
+        items: Iterable[bytes | str | CheckItem],
+        *,
+        window_ms: int = 0,
+        timeout: float | None = None,
+    ) -> list[CheckResult]:
+        """Check for many ids in one call; one result per item, in order (failed items carry `.error`)."""
+        request = convert.check_batch_request(namespace, items, window_ms)
+        return self._call("CheckBatch", request, timeout, lambda r: [convert.check_result(x) for x in r.results])
+
+    def claim_batch(
+        self,
+        namespace: str,
+        items: Iterable[bytes | str | ClaimItem],
+        *,
+        lease_ms: int = 0,
+        timeout: float | None = None,
+    ) -> list[ClaimResult]:
+        """Claim for many ids in one call; one result per item, in order."""
+        request = convert.claim_batch_request(namespace, items, lease_ms)
+        return self._call("ClaimBatch", request, timeout, lambda r: [convert.claim_result(x) for x in r.results])
+
+    def commit_batch(
+        self, namespace: str, items: Iterable[CommitItem], *, window_ms: int = 0, timeout: float | None = None
+    ) -> list[CommitResult]:
+        """Commit for many claimed ids in one call; one result per item, in order."""
+        request = convert.commit_batch_request(namespace, items, window_ms)
+        return self._call("CommitBatch", request, timeout, lambda r: [convert.commit_result(x) for x in r.results])

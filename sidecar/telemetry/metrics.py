@@ -1,0 +1,105 @@
+"""The metrics of DESIGN §7, as OpenTelemetry instruments (exported to Prometheus and/or OTLP).
+
+Prometheus names (the OTLP names drop `_total`/`_seconds`):
+  dedup_decisions_total{namespace,operation,outcome}  what the store decided (shadow: the real outcome)
+  dedup_degraded_total{namespace,operation}            answers given without the store (on_store_error: allow)
+  dedup_store_errors_total{operation,kind}             store failures, once per failed store call
+  dedup_lease_lost_total{namespace,operation}          commit/release/renew by a holder that lost its lease
+  dedup_duplicate_age_seconds{namespace}               age of the original when a DUPLICATE arrived
+  dedup_window_seconds{namespace}                      each namespace's default window (compare with the age)
+  dedup_rpc_duration_seconds{method,code}              unary RPC latency, as the server sees it
+Every `namespace` label is a policy name or "default", so cardinality is bounded by the policies file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from sidecar.domain.errors import StoreError
+from sidecar.domain.outcomes import Decision, ForgetOutcome, Inspection
+from sidecar.domain.policy import PolicySet, TraceIds
+from sidecar.telemetry import outcomes
+
+# Seconds. Fine at the low end (redeliveries after a crash or a nack arrive within
+# seconds), then dense around common windows (1h, 6h, 12h, 24h, 7d) and just
+# below them, so a duplicate arriving near the end of its window is visible as
+# the top buckets filling up.
+DUPLICATE_AGE_BUCKETS: Sequence[float] = (
+    0.1, 1, 5, 30, 60, 300, 900, 1800, 2700, 3300, 3600,
+    7200, 14400, 18000, 21600, 32400, 39600, 43200,
+    64800, 75600, 82800, 86400, 172800, 345600, 518400, 604800,
+)  # fmt: skip
+RPC_DURATION_BUCKETS: Sequence[float] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+)  # fmt: skip
+
+
+class PolicySource(Protocol):
+    def current(self) -> PolicySet: ...
+
+
+class DedupMetrics:
+    def __init__(self, meter: Meter, policies: PolicySource | None = None) -> None:
+        self.decisions = meter.create_counter("dedup_decisions", description="Decisions made by the store")
+        self.degraded = meter.create_counter(
+            "dedup_degraded", description="Answers given without the store (on_store_error: allow)"
+        )
+        self.store_errors = meter.create_counter("dedup_store_errors", description="Failed store calls by kind")
+        self.lease_lost = meter.create_counter("dedup_lease_lost", description="Commit/release/renew by a stale holder")
+        self.duplicate_age = meter.create_histogram(
+            "dedup_duplicate_age",
+            unit="s",
+            description="Age of the original when a duplicate arrived",
+            explicit_bucket_boundaries_advisory=DUPLICATE_AGE_BUCKETS,
+        )
+        self._rpc_duration = meter.create_histogram(
+            "dedup_rpc_duration",
+            unit="s",
+            description="Unary RPC latency at the server",
+            explicit_bucket_boundaries_advisory=RPC_DURATION_BUCKETS,
+        )
+        self._policies = policies
+        if policies is not None:
+            meter.create_observable_gauge(
+                "dedup_window", [self._windows], unit="s", description="Default window of each namespace policy"
+            )
+
+    def rpc_duration(self, seconds: float, method: str, code: str) -> None:
+        self._rpc_duration.record(seconds, {"method": method, "code": code})
+
+    def _windows(self, _options: CallbackOptions) -> Iterable[Observation]:
+        assert self._policies is not None
+        policies = self._policies.current()
+        if policies.default is not None:
+            yield Observation(policies.default.window_ms / 1000, {"namespace": "default"})
+        for name, policy in policies.namespaces.items():
+            yield Observation(policy.window_ms / 1000, {"namespace": name})
+
+
+class MetricsObserver:
+    def __init__(self, metrics: DedupMetrics) -> None:
+        self._m = metrics
+
+    def decided(
+        self,
+        operation: str,
+        namespace: str,
+        decision: Decision | Inspection | ForgetOutcome,
+        record_id: bytes = b"",
+        trace_ids: TraceIds = TraceIds.OMIT,
+    ) -> None:
+        if outcomes.is_degraded(decision):
+            self._m.degraded.add(1, {"namespace": namespace, "operation": operation})
+            return
+        outcome = outcomes.decided(decision)
+        self._m.decisions.add(1, {"namespace": namespace, "operation": operation, "outcome": outcome})
+        if outcome == "DUPLICATE":
+            self._m.duplicate_age.record(getattr(decision, "age_ms", 0) / 1000, {"namespace": namespace})
+        elif outcome == "LEASE_LOST":
+            self._m.lease_lost.add(1, {"namespace": namespace, "operation": operation})
+
+    def store_failed(self, operation: str, namespace: str, error: StoreError, degraded: bool) -> None:
+        self._m.store_errors.add(1, {"operation": operation, "kind": error.kind})

@@ -1,0 +1,88 @@
+"""SDK providers and exporters for the configured signals (imported only when one is on)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from sidecar import __version__
+from sidecar.domain.observer import Observer
+from sidecar.telemetry.config import TelemetryConfig
+from sidecar.telemetry.interceptors import RpcMetricsInterceptor, SpanInterceptor
+from sidecar.telemetry.metrics import DedupMetrics, MetricsObserver, PolicySource
+from sidecar.telemetry.spans import SpanObserver
+
+SCOPE = "sidecar"
+
+
+def _span_exporter(name: str, protocol: str) -> SpanExporter:
+    if name == "console":
+        return ConsoleSpanExporter()
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    return HttpExporter()
+
+
+def tracing(
+    config: TelemetryConfig, resource: Resource
+) -> tuple[Observer, list[grpc.aio.ServerInterceptor[Any, Any]], Callable[[], Any]]:
+    """The sampler comes from OTEL_TRACES_SAMPLER(_ARG), read by the SDK."""
+    provider = TracerProvider(resource=resource)
+    for name in config.trace_exporters:
+        provider.add_span_processor(BatchSpanProcessor(_span_exporter(name, config.traces_protocol)))
+    # Health checks are probed every few seconds by every orchestrator: never traced.
+    otel = aio_server_interceptor(  # type: ignore[no-untyped-call]
+        tracer_provider=provider, filter_=filters.negate(filters.health_check())
+    )
+    tracer = provider.get_tracer(SCOPE, __version__)
+    return SpanObserver(), [otel, SpanInterceptor(tracer)], provider.shutdown
+
+
+def _metric_reader(name: str, protocol: str) -> MetricReader:
+    if name == "console":
+        return PeriodicExportingMetricReader(ConsoleMetricExporter())
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
+
+        return PeriodicExportingMetricReader(GrpcExporter())
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
+
+    return PeriodicExportingMetricReader(HttpExporter())
+
+
+def metrics(
+    config: TelemetryConfig, resource: Resource, policies: PolicySource | None
+) -> tuple[Observer, grpc.aio.ServerInterceptor[Any, Any], str, Callable[[], Any]]:
+    readers = [_metric_reader(name, config.metrics_protocol) for name in config.metric_exporters]
+    endpoint = None
+    if config.prometheus_listen:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import CollectorRegistry
+
+        from sidecar.telemetry.prometheus_http import serve_metrics
+
+        registry = CollectorRegistry()
+        readers.append(PrometheusMetricReader(disable_target_info=True, scope_info_enabled=False, registry=registry))
+        endpoint = serve_metrics(config.prometheus_listen, registry)
+    provider = MeterProvider(metric_readers=readers, resource=resource)
+    dedup_metrics = DedupMetrics(provider.get_meter(SCOPE, __version__), policies)
+
+    def close() -> None:
+        if endpoint is not None:
+            endpoint.close()
+        provider.shutdown()
+
+    url = endpoint.url if endpoint is not None else ""
+    return MetricsObserver(dedup_metrics), RpcMetricsInterceptor(dedup_metrics), url, close

@@ -1,0 +1,104 @@
+"""Starts what the configuration asks for: providers, exporters, the /metrics endpoint.
+
+The providers are not made global: they are handed to the interceptors and the
+observer explicitly, so an embedding process (or a test) keeps its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+
+from sidecar import __version__
+from sidecar.domain.observer import Observer
+from sidecar.telemetry.config import TelemetryConfig, load_config
+from sidecar.telemetry.fan_out import FanOut
+from sidecar.telemetry.log_observer import LogObserver
+from sidecar.telemetry.metrics import PolicySource
+
+log = logging.getLogger("dedup.telemetry")
+
+# Downward-API variables (set them in the pod spec) -> resource attributes.
+K8S_ENV = {
+    "k8s.pod.name": ("K8S_POD_NAME", "POD_NAME"),
+    "k8s.namespace.name": ("K8S_NAMESPACE_NAME", "POD_NAMESPACE"),
+    "k8s.node.name": ("K8S_NODE_NAME", "NODE_NAME"),
+}
+
+
+@dataclass
+class Telemetry:
+    observer: Observer
+    interceptors: tuple[grpc.aio.ServerInterceptor[Any, Any], ...] = ()
+    metrics_url: str = ""
+    config: TelemetryConfig = field(default_factory=TelemetryConfig)
+    _closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def report(self) -> dict[str, str]:
+        """The startup report's telemetry fields."""
+        return {
+            "traces": ",".join(self.config.trace_exporters) or "none",
+            "sampler": os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on") if self.config.tracing else "-",
+            "metrics": ",".join([*self.config.metric_exporters, *(["prometheus"] if self.metrics_url else [])])
+            or "none",
+            "metrics_url": self.metrics_url,
+        }
+
+    def shutdown(self) -> None:
+        """Flushes and stops exporters (pending spans and metrics are sent)."""
+        for close in reversed(self._closers):
+            try:
+                close()
+            except Exception:  # a failing exporter must not break shutdown
+                log.exception("telemetry shutdown step failed")
+        self._closers.clear()
+
+
+def resource(environ: Mapping[str, str]) -> Resource:
+    attributes: dict[str, str] = {"service.name": "dedup-sidecar", "service.version": __version__}
+    for attribute, names in K8S_ENV.items():
+        value = next((environ[name] for name in names if environ.get(name)), "")
+        if value:
+            attributes[attribute] = value
+    # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override the defaults above.
+    return Resource.create(attributes).merge(OTELResourceDetector().detect())
+
+
+def start_telemetry(
+    policies: PolicySource | None = None, metrics_listen: str = "", environ: Mapping[str, str] | None = None
+) -> Telemetry:
+    """Raises TelemetryConfigError on a bad OTEL_* value (before anything starts)."""
+    environ = os.environ if environ is None else environ
+    config = load_config(environ, metrics_listen)
+    telemetry = Telemetry(observer=LogObserver(), config=config)
+    if not config.tracing and not config.metrics:
+        return telemetry
+    from sidecar.telemetry import providers  # the SDK is imported only when something is on
+
+    res = resource(environ)
+    observers: list[Observer] = [telemetry.observer]
+    interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = []
+    if config.tracing:
+        observer, tracing_interceptors, close = providers.tracing(config, res)
+        observers.append(observer)
+        interceptors += tracing_interceptors
+        telemetry._closers.append(close)
+    if config.metrics:
+        try:
+            observer, interceptor, url, close = providers.metrics(config, res, policies)
+        except BaseException:
+            telemetry.shutdown()
+            raise
+        observers.append(observer)
+        interceptors.append(interceptor)
+        telemetry.metrics_url = url
+        telemetry._closers.append(close)
+    telemetry.observer = FanOut(*observers)
+    telemetry.interceptors = tuple(interceptors)
+    return telemetry

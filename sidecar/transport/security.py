@@ -1,0 +1,21 @@
+"""Wiring of the security pieces from settings: the (authorising) servicer."""
+
+from __future__ import annotations
+
+from sidecar.domain.authz import AccessRules
+from sidecar.service import DedupService, PolicySource
+from sidecar.settings import Settings
+from sidecar.transport.authz_servicer import AuthorizingServicer
+from sidecar.transport.identity import TokenDirectory
+from sidecar.transport.servicer import DedupServicer
+
+
+def access_rules(settings: Settings) -> AccessRules:
+    admins = frozenset(name.strip() for name in settings.admin_identities.split(",") if name.strip())
+    return AccessRules(admins=admins, identities_configured=bool(settings.auth_tokens_dir or settings.tls_client_ca))
+
+
+def build_servicer(settings: Settings, service: DedupService, policies: PolicySource) -> DedupServicer:
+    """The plain servicer, behind authorisation (always: it is a no-op in open mode)."""
+    tokens = TokenDirectory(settings.auth_tokens_dir) if settings.auth_tokens_dir else None
+    return AuthorizingServicer(service, settings.default_deadline / 1000, policies, access_rules(settings), tokens)

@@ -1,0 +1,218 @@
+"""The Python effectively-once helper (sync and asyncio) against the live contract sidecar."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from dedup_client import (
+    AsyncDedupClient,
+    AsyncEffectivelyOnce,
+    DedupClient,
+    EffectivelyOnce,
+    RecordState,
+    Status,
+)
+
+from tests.contract.conftest import Harness
+
+NS = "contract"
+
+
+def fresh_id() -> str:
+    return f"py-once-{uuid.uuid4().hex[:12]}"
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Bounded polling for a condition (never a bare sleep as synchronisation)."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def client(contract_harness: Harness) -> Iterator[DedupClient]:
+    with DedupClient(contract_harness.target) as c:
+        yield c
+
+
+def test_processed_then_duplicate_with_stored_result(client: DedupClient) -> None:
+    once = EffectivelyOnce(client, NS, encode=lambda receipt: receipt.encode())
+    id, calls = fresh_id(), []
+
+    def handler(token: int) -> str:
+        calls.append(token)
+        return f"receipt-{token}"
+
+    first = once.run(id, handler)
+    second = once.run(id, handler)
+    assert first.status is Status.PROCESSED
+    assert first.should_ack
+    assert first.value == f"receipt-{first.fencing_token}"
+    assert second.status is Status.DUPLICATE
+    assert second.should_ack
+    assert second.stored_result == first.value.encode()
+    assert calls == [first.fencing_token]
+
+
+def test_handler_error_releases_and_redelivery_processes(client: DedupClient) -> None:
+    once = EffectivelyOnce(client, NS)
+    id = fresh_id()
+
+    def failing(token: int) -> None:
+        raise RuntimeError("downstream down")
+
+    with pytest.raises(RuntimeError, match="downstream down"):
+        once.run(id, failing)
+    assert client.inspect(NS, id).state is RecordState.ABSENT  # released at once, not after the lease
+    assert once.run(id, lambda token: "ok").status is Status.PROCESSED
+
+
+def test_in_progress_elsewhere_does_not_run_the_handler(client: DedupClient) -> None:
+    id = fresh_id()
+    assert client.claim(NS, id, lease_ms=60_000).acquired
+    ran = []
+    outcome = EffectivelyOnce(client, NS).run(id, ran.append)
+    assert outcome.status is Status.IN_PROGRESS
+    assert not outcome.should_ack
+    assert outcome.retry_after_ms > 0
+    assert ran == []
+
+
+def test_conflict_is_reported(client: DedupClient) -> None:
+    id = fresh_id()
+    client.check(NS, id, fingerprint="a")
+    outcome = EffectivelyOnce(client, NS).run(id, lambda token: None, fingerprint="b")
+    assert outcome.status is Status.CONFLICT
+    assert not outcome.should_ack
+
+
+def test_lease_is_renewed_while_the_handler_runs(client: DedupClient) -> None:
+    once = EffectivelyOnce(client, NS, lease_ms=1_000, renew_every_ms=50)
+    id = fresh_id()
+
+    def slow(token: int) -> None:
+        first = client.inspect(NS, id).lease_expires_unix_ms
+        wait_until(lambda: client.inspect(NS, id).lease_expires_unix_ms > first)
+
+    assert once.run(id, slow).status is Status.PROCESSED
+
+
+def test_commit_after_the_lease_ended_reports_lease_lost(client: DedupClient) -> None:
+    once = EffectivelyOnce(client, NS, lease_ms=200, renew_every_ms=600_000)
+    id = fresh_id()
+
+    def outlives_lease(token: int) -> str:
+        wait_until(lambda: client.inspect(NS, id).state is RecordState.ABSENT)
+        return "done"
+
+    outcome = once.run(id, outlives_lease)
+    assert outcome.status is Status.LEASE_LOST
+    assert outcome.value == "done"
+
+
+def test_renewal_notices_a_lost_lease(client: DedupClient) -> None:
+    once = EffectivelyOnce(client, NS, lease_ms=5_000, renew_every_ms=30)
+    id = fresh_id()
+    with once.attempt(id) as attempt:
+        assert attempt.acquired
+        client.forget(NS, id)  # an operator deletes the record under the holder
+        wait_until(lambda: attempt.lease_lost)
+    assert attempt.outcome.status is Status.LEASE_LOST
+
+
+def test_decorator_and_context_manager(client: DedupClient) -> None:
+    once = EffectivelyOnce(client, NS)
+    seen: list[tuple[int, str]] = []
+
+    @once.handler
+    def handle(token: int, body: str) -> int:
+        seen.append((token, body))
+        return len(body)
+
+    id = fresh_id()
+    assert handle(id, "hello").value == 5
+    assert handle(id, "hello").status is Status.DUPLICATE
+    assert len(seen) == 1
+
+    id2 = fresh_id()
+    with once.attempt(id2) as attempt:
+        assert attempt.acquired
+        attempt.result = b"stored"
+    assert attempt.outcome.status is Status.PROCESSED
+    with once.attempt(id2) as again:
+        assert not again.acquired
+    assert again.outcome.status is Status.DUPLICATE
+    assert again.outcome.stored_result == b"stored"
+
+
+def test_heartbeat_thread_stops(client: DedupClient) -> None:
+    before = {t.name for t in threading.enumerate()}
+    EffectivelyOnce(client, NS, renew_every_ms=10).run(fresh_id(), lambda token: None)
+    assert "dedup-renew" not in {t.name for t in threading.enumerate()} - before
+
+
+async def test_asyncio_helper(contract_harness: Harness) -> None:
+    async with AsyncDedupClient(contract_harness.target) as client:
+        once = AsyncEffectivelyOnce(client, NS, encode=bytes)
+        id, calls = fresh_id(), []
+
+        @once.handler
+        async def handle(token: int, body: bytes) -> bytes:
+            calls.append(token)
+            return body.upper()
+
+        first = await handle(id, b"abc")
+        second = await handle(id, b"abc")
+        assert first.status is Status.PROCESSED
+        assert first.value == b"ABC"
+        assert second.status is Status.DUPLICATE
+        assert second.stored_result == b"ABC"
+        assert len(calls) == 1
+
+        async def failing(token: int) -> None:
+            raise ValueError("nope")
+
+        id2 = fresh_id()
+        with pytest.raises(ValueError, match="nope"):
+            await once.run(id2, failing)
+        assert (await client.inspect(NS, id2)).state is RecordState.ABSENT
+
+        async with once.attempt(id2) as attempt:
+            assert attempt.acquired
+            attempt.result = b"r"
+        assert attempt.outcome.status is Status.PROCESSED
+
+
+async def test_asyncio_helper_renews(contract_harness: Harness) -> None:
+    import asyncio
+
+    async with AsyncDedupClient(contract_harness.target) as client:
+        once = AsyncEffectivelyOnce(client, NS, lease_ms=1_000, renew_every_ms=50)
+        id = fresh_id()
+
+        async def slow(token: int) -> None:
+            first = (await client.inspect(NS, id)).lease_expires_unix_ms
+            deadline = time.monotonic() + 5
+            while (await client.inspect(NS, id)).lease_expires_unix_ms <= first:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+
+        assert (await once.run(id, slow)).status is Status.PROCESSED
+
+
+def test_unix_socket_target(contract_harness: Harness) -> None:
+    id = fresh_id()
+    with DedupClient(contract_harness.unix_target) as client:
+        assert client.check(NS, id).outcome is not None
+    with DedupClient(contract_harness.target) as tcp:  # the same sidecar and store
+        assert tcp.inspect(NS, id).state is RecordState.DONE
+
+
+async def test_asyncio_unix_socket_target(contract_harness: Harness) -> None:
+    async with AsyncDedupClient(contract_harness.unix_target.removeprefix("unix:")) as client:  # bare path works too
+        assert (await client.claim(NS, fresh_id())).acquired
