@@ -30,6 +30,9 @@ Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 Unary = Callable[[Any, Any], Awaitable[Any]]
 Streaming = Callable[[Any, Any], AsyncIterator[Any]]
 
+# Unary methods whose request carries the caller's fencing token (shown on the span).
+TOKEN_METHODS = frozenset({"Commit", "Release", "Renew"})
+
 
 def _rewrap(
     handler: Handler,
@@ -88,6 +91,7 @@ class SpanInterceptor(_WrappingInterceptor):
     def _wrap(self, method: str, handler: Handler) -> Handler:
         name = method.lstrip("/")
         aggregate = method.endswith("Batch") or method.endswith("/Stream")
+        carries_token = method[len(DEDUP_PREFIX) :] in TOKEN_METHODS
         tracer = self._tracer
 
         def start() -> CallSpan | None:
@@ -102,6 +106,8 @@ class SpanInterceptor(_WrappingInterceptor):
                 call = start()
                 if call is None:
                     return await behavior(request, context)
+                if carries_token:  # the token the caller presented (a decision carries only granted ones)
+                    call.attributes["dedup.fencing_token"] = request.fencing_token
                 token = CURRENT_CALL.set(call)
                 try:
                     return await behavior(request, context)
