@@ -48,8 +48,18 @@ class _Protocol(asyncio.Protocol):
     def __init__(self, pipe: FastPipe) -> None:
         self._pipe = pipe
         self._reader = hiredis.Reader(replyError=ResponseError, notEnoughData=_MORE)
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def _current(self) -> bool:
+        """False once the pipe has moved on to another connection: a late callback must not touch it."""
+        return self._pipe._transport is self._transport
 
     def data_received(self, data: bytes) -> None:
+        if not self._current():
+            return
         self._reader.feed(data)
         pending = self._pipe._pending
         while (reply := self._reader.gets()) is not _MORE:
@@ -59,6 +69,8 @@ class _Protocol(asyncio.Protocol):
         self._pipe._progress = asyncio.get_running_loop().time()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._pipe._transport is not self._transport:
+            return  # already dropped (_abort), or a newer connection is in use
         self._pipe._lost(StoreError("connection", str(exc) if exc else "connection closed by the server"))
 
 
