@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -214,28 +215,50 @@ def _sha1(source: str) -> str:
     return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
 
+def echoing(source: str) -> str:
+    """The script wrapped so that its reply is {tag, reply}, the tag being its last ARGV.
+
+    The scripts index ARGV by item (from #KEYS), never from the end, so one more
+    trailing argument is invisible to them.
+    """
+    return f"local function body()\n{source}\nend\nreturn {{ARGV[#ARGV], body()}}\n"
+
+
 class FastScripts:
-    """Runs the named Lua scripts over a FastPipe by EVALSHA, falling back to EVAL on NOSCRIPT."""
+    """Runs the named Lua scripts over a FastPipe by EVALSHA, falling back to EVAL on NOSCRIPT.
+
+    Every call carries a fresh tag that the script echoes. Redis answers in order and TCP
+    loses nothing, so the echo always matches; if it ever does not (a broken proxy in the
+    path), the connection is dropped and every pending call fails: a reply is never handed
+    to a request it does not belong to.
+    """
 
     def __init__(self, pipe: FastPipe, sources: Mapping[str, str]) -> None:
         self.pipe = pipe
-        self._sources = dict(sources)
-        self._shas = {
-            name: hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest() for name, src in sources.items()
-        }
+        self._sources = {name: echoing(source) for name, source in sources.items()}
+        self._shas = {name: _sha1(source) for name, source in self._sources.items()}
+        self._tags = itertools.count(1)
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        tag = b"%d" % next(self._tags)
         try:
             try:
-                return await self.pipe.execute("EVALSHA", self._shas[name], len(keys), *keys, *args)
+                reply = await self.pipe.execute("EVALSHA", self._shas[name], len(keys), *keys, *args, tag)
             except ResponseError as err:
                 if not str(err).startswith("NOSCRIPT"):
                     raise
-            return await self.pipe.execute("EVAL", self._sources[name], len(keys), *keys, *args)
+                reply = await self.pipe.execute("EVAL", self._sources[name], len(keys), *keys, *args, tag)
         except StoreError:
             raise
         except Exception as err:
             raise to_store_error(err) from err
+        if not (isinstance(reply, list) and len(reply) == 2 and reply[0] == tag):
+            error = StoreError("protocol", f"reply out of step with its request ({name}); connection dropped")
+            self.pipe._abort(error)
+            raise error
+        if isinstance(reply[1], ResponseError):  # a script's redis.error_reply(...)
+            raise to_store_error(reply[1])
+        return reply[1]
 
     async def close(self) -> None:
         await self.pipe.close()

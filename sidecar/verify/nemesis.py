@@ -85,7 +85,7 @@ async def inject(deployment: LocalDeployment, fault: Fault) -> None:
             mode = {"proxy_latency": Mode.PASS, "proxy_blackhole": Mode.BLACKHOLE}.get(fault.kind, Mode.HALF_OPEN)
             proxy.set(mode, latency_s=0.2 if fault.kind == "proxy_latency" else 0.0)
             await asyncio.sleep(fault.duration_s)
-            proxy.heal()  # connections stay open: a client that lost replies must not read them late
+            proxy.heal()  # connections that lost bytes are reset, as TCP would
         case _:
             raise ValueError(f"unknown fault {fault.kind}")
 

@@ -7,6 +7,11 @@ Sits between the sidecar and Redis. Modes, switchable at any time:
 - HALF_OPEN: client -> server still flows, server -> client is dropped (the write is applied,
   its reply is lost: the case that makes retried writes unsafe);
 - RESET: every open connection is closed with RST and new ones are reset at once.
+
+A TCP stream cannot lose bytes and carry on: when BLACKHOLE or HALF_OPEN ends (heal), every
+connection that dropped bytes is reset, as TCP would once it gave up retransmitting. Forwarding
+later bytes on such a connection would hand a pipelining client replies that belong to other
+requests, a fault no real network produces.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class FaultProxy:
         self.dropped_bytes = 0
         self._server: asyncio.Server | None = None
         self._conns: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._lossy: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -82,14 +88,21 @@ class FaultProxy:
             self.reset_all()
 
     def heal(self) -> None:
+        """Back to PASS; connections that dropped bytes are reset (see the module docstring)."""
         self.mode = Mode.PASS
         self.latency_s = 0.0
+        for pair in list(self._lossy):
+            for side in pair:
+                _abort(side)
+            self._conns.discard(pair)
+        self._lossy.clear()
 
     def reset_all(self) -> None:
         for client, upstream in list(self._conns):
             _abort(client)
             _abort(upstream)
         self._conns.clear()
+        self._lossy.clear()
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         if self.mode is Mode.RESET:
@@ -123,13 +136,17 @@ class FaultProxy:
                     await asyncio.sleep(self.latency_s)
                 if self._drops(to_upstream):
                     self.dropped_bytes += len(chunk)
+                    self._lossy.add(pair)
                     continue
+                if pair in self._lossy:
+                    break  # reset at heal: never forward after a gap
                 writer.write(chunk)
                 self.forwarded_bytes += len(chunk)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._lossy.discard(pair)
             if pair in self._conns:
                 self._conns.discard(pair)
                 for side in pair:

@@ -13,6 +13,7 @@ from sidecar.verify.proxy import FaultProxy, Mode
 from tests.support.faults import AOF_ALWAYS, client_paused
 from tests.support.inprocess import RunningSidecar, running_sidecar
 from tests.support.redis_server import RedisProcess
+from tests.support.waiting import eventually
 
 FAILED = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
@@ -178,3 +179,37 @@ async def test_oom_under_noeviction_gives_errors_not_wrong_answers(own_redis: Re
             assert first.outcome == pb.CHECK_OUTCOME_NEW
             reply = await sidecar.stub.Check(pb.CheckRequest(namespace="chaos", id=message))
             assert reply.outcome == pb.CHECK_OUTCOME_DUPLICATE
+
+
+@pytest.mark.parametrize("mode", [Mode.BLACKHOLE, Mode.HALF_OPEN])
+async def test_a_gap_shorter_than_the_store_timeout_never_shifts_answers(proxy: FaultProxy, mode: Mode) -> None:
+    """Replies lost in a network gap are never handed to other requests on a pipelined connection."""
+    async with running_sidecar(proxy.url, store_timeout_s=5.0) as sidecar:
+        done = [f"done-{mode.value}-{i}".encode() for i in range(20)]
+        for record_id in done:
+            held = await sidecar.stub.Claim(pb.ClaimRequest(namespace="chaos", id=record_id))
+            await sidecar.stub.Commit(
+                pb.CommitRequest(namespace="chaos", id=record_id, fencing_token=held.fencing_token)
+            )
+        proxy.set(mode)
+        during = [
+            asyncio.ensure_future(sidecar.stub.Claim(pb.ClaimRequest(namespace="chaos", id=i), timeout=10))
+            for i in done
+        ]
+
+        async def dropped() -> int:
+            return proxy.dropped_bytes
+
+        await eventually(dropped, lambda count: count > 0)  # the gap has swallowed something
+        proxy.heal()  # well before the 5 s store timeout
+        fresh = [f"fresh-{mode.value}-{i}".encode() for i in range(20)]
+        after = [
+            asyncio.ensure_future(sidecar.stub.Claim(pb.ClaimRequest(namespace="chaos", id=i), timeout=10))
+            for i in fresh
+        ]
+        replies = await asyncio.gather(*during, *after, return_exceptions=True)
+        outcomes = [r.outcome if isinstance(r, pb.ClaimResponse) else r.code() for r in replies]  # type: ignore[union-attr]
+        # A committed id is DUPLICATE and a fresh one ACQUIRED, or the call failed: never another request's answer.
+        assert all(o in (pb.CLAIM_OUTCOME_DUPLICATE, *FAILED) for o in outcomes[:20]), outcomes[:20]
+        assert all(o in (pb.CLAIM_OUTCOME_ACQUIRED, *FAILED) for o in outcomes[20:]), outcomes[20:]
+        await _still_correct(sidecar, f"after-gap-{mode.value}")

@@ -1,0 +1,44 @@
+"""FastScripts never hands a reply to a request it does not belong to: the echoed tag is checked."""
+
+from __future__ import annotations
+
+import asyncio
+
+import hiredis
+import pytest
+
+from sidecar.domain.errors import StoreError
+from sidecar.redis_store.fastpipe import FastPipe, FastScripts
+
+
+async def test_an_out_of_step_reply_drops_the_connection_and_fails_the_call() -> None:
+    """A broken middlebox answers every script with another request's tag; no answer is accepted."""
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        parser = hiredis.Reader()
+        while data := await reader.read(65536):
+            parser.feed(data)
+            while (command := parser.gets()) is not False:
+                name = command[0].upper()
+                if name == b"CLIENT":
+                    writer.write(b"+OK\r\n")
+                else:  # EVALSHA/EVAL: reply with a tag that is not the request's
+                    writer.write(b"*2\r\n$7\r\nnot-you\r\n:1\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    scripts = FastScripts(FastPipe(f"redis://127.0.0.1:{port}/0", timeout_s=5), {"noop": "return 1"})
+    try:
+        for _ in range(2):
+            with pytest.raises(StoreError) as caught:
+                await scripts.run("noop", ["k"], [])
+            assert caught.value.kind == "protocol"
+        assert connections == 2  # the out-of-step connection was dropped, the next call reconnected
+    finally:
+        await scripts.close()
+        server.close()
+        await server.wait_closed()
