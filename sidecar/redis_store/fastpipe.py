@@ -216,12 +216,17 @@ def _sha1(source: str) -> str:
 
 
 def echoing(source: str) -> str:
-    """The script wrapped so that its reply is {tag, reply}, the tag being its last ARGV.
+    """The script wrapped so that its reply is {tag, reply}, the tag being an extra last ARGV.
 
-    The scripts index ARGV by item (from #KEYS), never from the end, so one more
-    trailing argument is invisible to them.
+    The wrapped script sees ARGV without the tag (a local copy shadows the global), so the
+    scripts' own argument layouts, including ones read from the end, are unchanged.
     """
-    return f"local function body()\n{source}\nend\nreturn {{ARGV[#ARGV], body()}}\n"
+    return (
+        "local call_tag = ARGV[#ARGV]\n"
+        "local ARGV = (function(all) local t = {} for i = 1, #all - 1 do t[i] = all[i] end return t end)(ARGV)\n"
+        f"local function body()\n{source}\nend\n"
+        "return {call_tag, body()}\n"
+    )
 
 
 class FastScripts:

@@ -9,6 +9,7 @@ import pytest
 
 from sidecar.domain.errors import StoreError
 from sidecar.redis_store.fastpipe import FastPipe, FastScripts
+from tests.support.redis_server import RedisProcess
 
 
 async def test_an_out_of_step_reply_drops_the_connection_and_fails_the_call() -> None:
@@ -42,3 +43,12 @@ async def test_an_out_of_step_reply_drops_the_connection_and_fails_the_call() ->
         await scripts.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_scripts_see_their_own_arguments_without_the_tag(redis_server: RedisProcess) -> None:
+    scripts = FastScripts(FastPipe(redis_server.url, timeout_s=5), {"last": "return {#ARGV, ARGV[#ARGV]}"})
+    try:
+        assert await scripts.run("last", [], [b"first", b"trailer"]) == [2, b"trailer"]
+        assert await scripts.run("last", [], []) == [0]  # {0, nil}: Redis stops the array at nil
+    finally:
+        await scripts.close()
