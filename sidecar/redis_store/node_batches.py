@@ -42,6 +42,8 @@ _STALE_MAP = (
     OSError,
 )
 
+_LOST = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
 
 @dataclass(eq=False, slots=True)
 class ScriptCall:
@@ -155,8 +157,12 @@ async def _send(client: RedisCluster, node: ClusterNode, calls: list[ScriptCall]
         if isinstance(err, _STALE_MAP):
             _mark_stale(client)
         return
+    lost: Exception | None = None  # after a timeout or a lost connection, every later reply is lost the same way
     for call, command in zip(calls, evals, strict=True):
         call.result = command.result
+        if isinstance(call.result, _LOST):
+            lost = lost or call.result
+            call.result = lost
     if wait is not None:
         for call in calls:
             if call.acks.replicas and not isinstance(call.result, Exception):
