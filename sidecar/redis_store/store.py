@@ -37,6 +37,7 @@ from sidecar.domain.store import (
 from sidecar.redis_store.acks import AckMode, run_acked
 from sidecar.redis_store.connection import RedisClient
 from sidecar.redis_store.errors import to_store_error
+from sidecar.redis_store.fastpipe import FastScripts
 from sidecar.redis_store.scripts import script_sources
 from sidecar.telemetry.spans import store_span
 
@@ -51,11 +52,39 @@ def _result(has_result: int, result: bytes) -> bytes | None:
     return result if has_result else None
 
 
+def _check_args(items: Sequence[CheckItem]) -> list[Any]:
+    """check.lua's ARGV: the parameters once plus a fingerprint per item when the items share them
+    (the usual batch: one namespace, one call), else every parameter per item."""
+    first = items[0]
+    shared = (first.window_ms, first.sliding, first.fingerprint_check, first.trace_context)
+    if all((i.window_ms, i.sliding, i.fingerprint_check, i.trace_context) == shared for i in items):
+        head = [b"S", first.window_ms, _flag(first.sliding), _flag(first.fingerprint_check), first.trace_context]
+        return head + [item.fingerprint for item in items]
+    args: list[Any] = [b"I"]
+    for item in items:
+        args += [
+            item.window_ms,
+            _flag(item.sliding),
+            _flag(item.fingerprint_check),
+            item.fingerprint,
+            item.trace_context,
+        ]
+    return args
+
+
+def _seen(
+    outcome: int, first_seen: int, age: int, state: int, has_result: int, result: bytes, trace: bytes
+) -> CheckDecision:
+    """A Check reply item for an id seen before."""
+    return CheckDecision(CheckOutcome(outcome), first_seen, age, _STATES[state], _result(has_result, result), trace)
+
+
 class RedisStore:
     """Runs the state-machine scripts; maps replies to decisions and errors to StoreError."""
 
-    def __init__(self, client: RedisClient) -> None:
+    def __init__(self, client: RedisClient, fast: FastScripts | None = None) -> None:
         self.client = client
+        self.fast = fast  # when set, scripts run on the auto-pipelined connection (fastpipe.py)
         self.ack_mode = AckMode()  # set from the startup checks (acks.choose_mode)
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in script_sources().items()
@@ -64,8 +93,10 @@ class RedisStore:
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], acks: ReplicaAcks = NO_ACKS) -> Any:
         try:
             with store_span(name, len(keys)):
-                if acks.replicas:
+                if acks.replicas:  # WAIT must follow the write on its connection: redis-py's pipeline
                     return await run_acked(self.client, self._scripts[name], keys, args, acks, self.ack_mode)
+                if self.fast is not None:
+                    return await self.fast.run(name, keys, args)
                 return await self._scripts[name](keys=list(keys), args=list(args))
         except StoreError:
             raise
@@ -73,27 +104,12 @@ class RedisStore:
             raise to_store_error(err) from err
 
     async def check(self, items: Sequence[CheckItem]) -> ItemResults[CheckDecision]:
-        args: list[Any] = []
-        for item in items:
-            args += [
-                item.window_ms,
-                _flag(item.sliding),
-                _flag(item.fingerprint_check),
-                item.fingerprint,
-                item.trace_context,
-            ]
-        reply = await self._run("check", [item.key for item in items], args, strictest([i.acks for i in items]))
-        return [
-            CheckDecision(
-                outcome=CheckOutcome(outcome),
-                first_seen_ms=first_seen,
-                age_ms=age,
-                state=_STATES[state],
-                result=_result(has_result, result),
-                trace_context=trace,
-            )
-            for outcome, first_seen, age, state, has_result, result, trace in reply[1:]
-        ]
+        if not items:
+            return []
+        keys = [item.key for item in items]
+        reply = await self._run("check", keys, _check_args(items), strictest([i.acks for i in items]))
+        new = CheckDecision(CheckOutcome.NEW, reply[0], 0, RecordState.DONE)  # frozen: one serves every NEW item
+        return [new if item == 1 else _seen(*item) for item in reply[1:]]
 
     async def claim(self, items: Sequence[ClaimItem]) -> ItemResults[ClaimDecision]:
         args: list[Any] = []
@@ -181,4 +197,6 @@ class RedisStore:
             raise to_store_error(err) from err
 
     async def close(self) -> None:
+        if self.fast is not None:
+            await self.fast.close()
         await self.client.aclose()
