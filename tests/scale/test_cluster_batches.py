@@ -15,7 +15,7 @@ from tests.scale.servers import LocalCluster, Monitor, replication, wait_for
 from tests.support.inprocess import RunningSidecar, running_sidecar
 from tests.support.redis_server import RedisProcess
 
-ACKED = {"namespaces": {"plain": {}, "acked": {"min_replica_acks": 1, "replica_ack_timeout": "300ms"}}}
+ACKED = {"namespaces": {"plain": {}, "acked": {"min_replica_acks": 1, "replica_ack_timeout": "1s"}}}
 
 
 def _slot(key: str) -> int:
@@ -93,7 +93,7 @@ async def test_replica_acks_wait_per_master_and_fail_only_that_masters_items(clu
         assert [r.outcome for r in results] == [pb.CHECK_OUTCOME_NEW] * 100, [r.error.message for r in results][:3]
         for port, commands in seen.items():
             ours = _ours(commands, sidecar.key_prefix)
-            assert ours[-1]["command"] == "WAIT 1 300", f"master {port}: {[c['command'][:20] for c in ours]}"
+            assert ours[-1]["command"] == "WAIT 1 1000", f"master {port}: {[c['command'][:20] for c in ours]}"
             assert len({(c["client_address"], c["client_port"]) for c in ours}) == 1  # WAIT on the writes' connection
 
         # One master's replica stops acknowledging: only that master's items fail, UNAVAILABLE.

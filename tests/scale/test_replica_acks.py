@@ -20,7 +20,7 @@ from tests.support.redis_server import RedisProcess
 POLICIES = {
     "namespaces": {
         "plain": {},
-        "acked": {"min_replica_acks": 1, "replica_ack_timeout": "300ms"},
+        "acked": {"min_replica_acks": 1, "replica_ack_timeout": "1s"},
     }
 }
 
@@ -57,7 +57,7 @@ async def test_unmet_acks_fail_unavailable_and_wait_runs_on_the_writes_connectio
         wait = next(c for c in commands if c["command"].startswith("WAIT"))
         # Same client address and port = same connection; the script's own calls show as "lua".
         assert (evalsha["client_address"], evalsha["client_port"]) == (wait["client_address"], wait["client_port"])
-        assert wait["command"] == "WAIT 1 300"
+        assert wait["command"] == "WAIT 1 1000"
         assert commands.index(wait) > commands.index(evalsha)
         # ... and that connection is the sidecar's (CLIENT LIST names it).
         clients = master.client().client_list()
