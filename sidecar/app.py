@@ -7,7 +7,9 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass, field
+from functools import partial
 
+from sidecar.domain.ack_budget import ack_timeout_problems
 from sidecar.domain.errors import PolicyError, StoreError
 from sidecar.embedded import EmbeddedRedis, EmbeddedServerError
 from sidecar.health import HealthMonitor
@@ -101,7 +103,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     stop = stop or asyncio.Event()
     _install_signal_handlers(stop)  # before anything starts: a SIGTERM during startup still shuts down cleanly
     try:
-        policies = PolicyFile(settings.policies)
+        policies = PolicyFile(settings.policies, partial(ack_timeout_problems, store_timeout_ms=settings.store_timeout))
     except PolicyError as err:
         log.error("cannot load policies: %s", "; ".join(err.problems))
         return EXIT_CONFIG

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -39,14 +40,23 @@ def parse_policy_bytes(path: Path, content: bytes) -> PolicySet:
 class PolicyFile:
     """The current PolicySet: the file's, or the built-in default when no file is configured."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, validate: Callable[[PolicySet], list[str]] | None = None) -> None:
+        """`validate` finds problems that depend on settings (e.g. timeouts vs --store-timeout)."""
         self.path = Path(path) if path else None
+        self._validate = validate
         self._policies = BUILT_IN_POLICIES
         self._seen = b""
         if self.path is not None:
             content = _read_bytes(self.path)
-            self._policies = parse_policy_bytes(self.path, content)
+            self._policies = self._parse(self.path, content)
             self._seen = hashlib.sha256(content).digest()
+
+    def _parse(self, path: Path, content: bytes) -> PolicySet:
+        policies = parse_policy_bytes(path, content)
+        problems = self._validate(policies) if self._validate else []
+        if problems:
+            raise PolicyError(problems)
+        return policies
 
     def current(self) -> PolicySet:
         return self._policies
@@ -65,7 +75,7 @@ class PolicyFile:
             return False
         self._seen = digest
         try:
-            self._policies = parse_policy_bytes(self.path, content)
+            self._policies = self._parse(self.path, content)
         except PolicyError as err:
             log.error("policies reload failed; keeping the previous policies: %s", "; ".join(err.problems))
             return False

@@ -1,16 +1,21 @@
-"""Cluster mode: a batch is split by hash slot and the groups run in parallel.
+"""Cluster mode: a batch is split by hash slot, and sent as one pipeline per node.
 
 Every record key is `<prefix><ns>:{<digest of id>}`: its hash tag is the id's
 digest, so one record (and everything its script touches) lives in one slot and
 one namespace spreads over all 16384 slots. The scripts take any number of keys
-of one slot, so a batch becomes one script call per slot, all in flight at once
-(bounded by `fanout`), and each group's reply or error goes back to its items'
-places in request order: a batch that partly fails reports per-item errors.
+of one slot, so a batch becomes one script call per slot; the calls of the
+slots one master owns go in one pipeline on one connection to it, all masters
+at once (node_batches.py: one round trip per node, not per slot or per item).
+Each slot group's reply or error goes back to its items' places in request
+order: a batch that partly fails reports per-item errors.
 
-MOVED/ASK redirections and the topology refresh after a failover are the
-client library's (redis-py RedisCluster); it never retries a command after a
-connection error or timeout (a retried write is unsafe), so those surface as
-UNAVAILABLE for the items of that group only.
+How: each slot group runs the ordinary RedisStore method (arguments, reply
+parsing, acks) in its own task; `_run`, instead of calling the script, hands
+its call to the batch's `_Capture` and waits. When every group has handed in
+its call (or failed before), the batch sends them all per node and wakes each
+group with its reply. Single-key calls and one-slot batches take the plain
+path (redis-py RedisCluster follows MOVED/ASK itself; it never retries after a
+connection error or timeout, since a retried write is unsafe).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
@@ -26,20 +32,24 @@ from redis.crc import key_slot
 
 from sidecar.domain.errors import StoreError
 from sidecar.domain.outcomes import CheckDecision, ClaimDecision, CommitDecision
-from sidecar.domain.store import CheckItem, ClaimItem, CommitItem, ItemResults
+from sidecar.domain.store import NO_ACKS, CheckItem, ClaimItem, CommitItem, ItemResults, ReplicaAcks
 from sidecar.redis_store.addresses import parse_multi_host
 from sidecar.redis_store.connection import common_options
 from sidecar.redis_store.errors import to_store_error
+from sidecar.redis_store.node_batches import ScriptCall, call_error, run_per_node
 from sidecar.redis_store.safety import StoreReport, inspect_store
 from sidecar.redis_store.store import RedisStore
+from sidecar.telemetry.spans import store_span
 
-DEFAULT_FANOUT = 64
 log = logging.getLogger("dedup.cluster")
 
 
 def connect_cluster(url: str, *, timeout_s: float, max_connections: int) -> RedisCluster:
     """`redis+cluster://[user:pass@]h:p,h:p` (seed nodes), or a plain redis:// URL with --redis-mode cluster."""
     parsed = parse_multi_host(url, default_port=6379)
+    if parsed.path not in ((), ("0",)):
+        raise ValueError(f"Redis Cluster has only db 0: drop /{'/'.join(parsed.path)} from the URL")
+    parsed.reject_query()
     options = common_options(timeout_s, max_connections)
     options.pop("client_name")  # the cluster client sets CLIENT SETNAME per node itself
     return RedisCluster(
@@ -80,12 +90,64 @@ def _group_error(err: Exception) -> StoreError:
         return StoreError("client", f"{type(err).__name__}: {err}")
 
 
-class ClusterStore(RedisStore):
-    """RedisStore over a RedisCluster: batches run per slot, in parallel, through `_run`."""
+class _Capture:
+    """The script calls of one batch's slot groups, collected to be sent per node."""
 
-    def __init__(self, client: RedisCluster, fanout: int = DEFAULT_FANOUT) -> None:
+    def __init__(self, groups: int) -> None:
+        self.calls: list[ScriptCall] = []
+        self.waiters: list[asyncio.Future[None]] = []
+        self.joined: set[asyncio.Task[Any] | None] = set()
+        self.ready = asyncio.Event()
+        self.name = ""
+        self._missing = groups
+
+    def arrive(self) -> None:
+        """One group handed in its call, or ended without one."""
+        self._missing -= 1
+        if self._missing == 0:
+            self.ready.set()
+
+    def wake_all(self) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+_CAPTURE: ContextVar[_Capture | None] = ContextVar("dedup_cluster_capture", default=None)
+
+
+class ClusterStore(RedisStore):
+    """RedisStore over a RedisCluster: a batch's slot groups go out as one pipeline per node."""
+
+    def __init__(self, client: RedisCluster) -> None:
         super().__init__(client)
-        self._fanout = asyncio.Semaphore(fanout)
+        self.cluster = client
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], acks: ReplicaAcks = NO_ACKS) -> Any:
+        capture = _CAPTURE.get()
+        task = asyncio.current_task()
+        if capture is None or task in capture.joined:
+            return await super()._run(name, keys, args, acks)
+        call = ScriptCall(self._scripts[name], keys, args, acks, key_slot(keys[0].encode()))
+        waiter = asyncio.get_running_loop().create_future()
+        capture.joined.add(task)
+        capture.name = name
+        capture.calls.append(call)
+        capture.waiters.append(waiter)
+        capture.arrive()
+        await waiter
+        if isinstance(call.result, BaseException):
+            raise call_error(call.result) from call.result
+        return call.result
+
+    async def _send(self, capture: _Capture) -> None:
+        keys = sum(len(call.keys) for call in capture.calls)
+        try:
+            if capture.calls:
+                with store_span(capture.name, keys):
+                    await run_per_node(self.cluster, capture.calls, self.ack_mode)
+        finally:
+            capture.wake_all()
 
     async def _per_slot(
         self, items: Sequence[K], run: Callable[[Sequence[K]], Awaitable[ItemResults[R]]]
@@ -93,12 +155,24 @@ class ClusterStore(RedisStore):
         groups = list(group_by_slot([item.key for item in items]).values())
         if len(groups) == 1:
             return await run(items)
+        capture = _Capture(len(groups))
 
         async def one(indices: list[int]) -> ItemResults[R]:
-            async with self._fanout:
+            _CAPTURE.set(capture)  # this task's own context
+            try:
                 return await run([items[i] for i in indices])
+            finally:
+                if asyncio.current_task() not in capture.joined:
+                    capture.arrive()  # failed before its script call
 
-        replies = await asyncio.gather(*(one(indices) for indices in groups), return_exceptions=True)
+        tasks = [asyncio.create_task(one(indices)) for indices in groups]
+        try:
+            await capture.ready.wait()
+            await self._send(capture)
+            replies = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for task in tasks:
+                task.cancel()
         out: list[R | StoreError | None] = [None] * len(items)
         for indices, reply in zip(groups, replies, strict=True):
             if isinstance(reply, BaseException):

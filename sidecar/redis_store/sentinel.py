@@ -22,6 +22,10 @@ def connect_sentinel(url: str, *, timeout_s: float, max_connections: int) -> Red
     parsed = parse_multi_host(url, default_port=26379)
     if not parsed.path:
         raise ValueError("a redis+sentinel:// URL needs the master name as its path: .../mymaster")
+    if len(parsed.path) > 2 or (len(parsed.path) == 2 and not parsed.path[1].isdigit()):
+        shown = "/".join(parsed.path)
+        raise ValueError(f"a redis+sentinel:// URL's path is /<master-name>[/<db number>], not /{shown}")
+    parsed.reject_query(["sentinel_password"])
     sentinel_auth = {"password": parsed.query["sentinel_password"]} if "sentinel_password" in parsed.query else {}
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         list(parsed.hosts),

@@ -190,3 +190,17 @@ def test_a_taken_port_is_a_clear_startup_error(redis_server: RedisProcess) -> No
         assert not any("Traceback" in line for line in second.raw_lines)
     finally:
         assert first.stop() == 0
+
+
+def test_replica_ack_timeout_not_below_the_store_timeout_stops_startup(
+    redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    policies = tmp_path / "policies.yaml"
+    policies.write_text("namespaces:\n  payments: {min_replica_acks: 1, replica_ack_timeout: 1s}\n")
+    args = ["--redis-url", redis_server.url, "--policies", str(policies), "--store-timeout", "1s"]
+    sidecar = SidecarProcess(args).start(wait_serving=False)
+    assert sidecar.wait_exit(30) == 2
+    assert any(
+        "namespaces.payments.replica_ack_timeout" in message and "--store-timeout (1000ms)" in message
+        for message in sidecar.log_messages()
+    )

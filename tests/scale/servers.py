@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -94,6 +95,33 @@ class Sentinels:
         for process in self.processes:
             process.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Monitor:
+    """MONITOR on a server, in a thread, until a command named `until` is seen."""
+
+    def __init__(self, server: RedisProcess, until: str) -> None:
+        self.commands: list[dict[str, Any]] = []
+        self._ready = threading.Event()
+        self._done = threading.Event()
+        self._until = until
+        self._thread = threading.Thread(target=self._run, args=(server,), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10)
+
+    def _run(self, server: RedisProcess) -> None:
+        with server.client().monitor() as monitor:
+            self._ready.set()
+            for command in monitor.listen():
+                self.commands.append(command)
+                if command["command"].upper().startswith(self._until):
+                    self._done.set()
+                    return
+
+    def wait(self) -> list[dict[str, Any]]:
+        assert self._done.wait(10), "the monitored command never arrived"
+        self._thread.join(5)
+        return self.commands
 
 
 def cluster_port(rng: random.Random) -> int:

@@ -7,11 +7,9 @@ import asyncio
 import random
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import grpc
-import pytest
 
 from dedup.v1 import dedup_pb2 as pb
 from tests.scale.servers import REDIS_CLI, LocalCluster, replication, wait_for
@@ -19,13 +17,6 @@ from tests.support.inprocess import RunningSidecar, running_sidecar
 from tests.support.redis_server import RedisProcess
 
 NAMESPACES = ("orders", "payments.charge", "mail")
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
-    local = LocalCluster()
-    yield local
-    local.close()
 
 
 def _workload(seed: int = 6) -> list[tuple[str, list[tuple[str, bytes]]]]:

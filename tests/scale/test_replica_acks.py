@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -15,14 +13,14 @@ import pytest
 from dedup.v1 import dedup_pb2 as pb
 from sidecar.redis_store.acks import choose_mode
 from sidecar.redis_store.safety import inspect_store
-from tests.scale.servers import acked_by_replicas, replication, start_replica, wait_for
+from tests.scale.servers import Monitor, acked_by_replicas, replication, start_replica, wait_for
 from tests.support.inprocess import running_sidecar, unique_prefix
 from tests.support.redis_server import RedisProcess
 
 POLICIES = {
     "namespaces": {
         "plain": {},
-        "acked": {"min_replica_acks": 1, "replica_ack_timeout": "300ms"},
+        "acked": {"min_replica_acks": 1, "replica_ack_timeout": "1s"},
     }
 }
 
@@ -36,33 +34,6 @@ def pair() -> Iterator[tuple[RedisProcess, RedisProcess]]:
         if server.process is not None:
             os.kill(server.process.pid, signal.SIGCONT)
         server.close()
-
-
-class Monitor:
-    """MONITOR on a server, in a thread, until a command named `until` is seen."""
-
-    def __init__(self, server: RedisProcess, until: str) -> None:
-        self.commands: list[dict[str, Any]] = []
-        self._ready = threading.Event()
-        self._done = threading.Event()
-        self._until = until
-        self._thread = threading.Thread(target=self._run, args=(server,), daemon=True)
-        self._thread.start()
-        assert self._ready.wait(10)
-
-    def _run(self, server: RedisProcess) -> None:
-        with server.client().monitor() as monitor:
-            self._ready.set()
-            for command in monitor.listen():
-                self.commands.append(command)
-                if command["command"].upper().startswith(self._until):
-                    self._done.set()
-                    return
-
-    def wait(self) -> list[dict[str, Any]]:
-        assert self._done.wait(10), "the monitored command never arrived"
-        self._thread.join(5)
-        return self.commands
 
 
 async def test_unmet_acks_fail_unavailable_and_wait_runs_on_the_writes_connection(
@@ -86,7 +57,7 @@ async def test_unmet_acks_fail_unavailable_and_wait_runs_on_the_writes_connectio
         wait = next(c for c in commands if c["command"].startswith("WAIT"))
         # Same client address and port = same connection; the script's own calls show as "lua".
         assert (evalsha["client_address"], evalsha["client_port"]) == (wait["client_address"], wait["client_port"])
-        assert wait["command"] == "WAIT 1 300"
+        assert wait["command"] == "WAIT 1 1000"
         assert commands.index(wait) > commands.index(evalsha)
         # ... and that connection is the sidecar's (CLIENT LIST names it).
         clients = master.client().client_list()
