@@ -7,7 +7,7 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
-from sidecar.domain.errors import StoreError
+from sidecar.domain.errors import QuotaExceeded, StoreError
 from sidecar.domain.outcomes import (
     CheckDecision,
     CheckOutcome,
@@ -29,6 +29,7 @@ from sidecar.domain.store import (
     ClaimItem,
     CommitItem,
     ItemResults,
+    Quota,
     ReleaseItem,
     RenewItem,
     ReplicaAcks,
@@ -41,6 +42,8 @@ from sidecar.redis_store.scripts import script_sources
 from sidecar.telemetry.spans import store_span
 
 _STATES = {1: RecordState.ABSENT, 2: RecordState.IN_PROGRESS, 3: RecordState.DONE}
+_CHECK_OVER_QUOTA = 4
+_CLAIM_OVER_QUOTA = 5
 
 
 def _flag(value: bool) -> bytes:
@@ -72,6 +75,31 @@ class RedisStore:
         except Exception as err:  # every Redis failure becomes a StoreError
             raise to_store_error(err) from err
 
+    def quota_counter(self, quota: Quota, record_key: str) -> tuple[str, int]:
+        """The counter key and limit that guard a new record at `record_key` (cluster.py splits them per slot)."""
+        return quota.key, quota.limit
+
+    def _with_quotas(
+        self, items: Sequence[CheckItem] | Sequence[ClaimItem], args: list[Any]
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV with the quota trailer check.lua and claim.lua expect (see prelude.lua)."""
+        keys = [item.key for item in items]
+        counters: dict[str, int] = {}  # counter key -> its number in the trailer (1..Q)
+        params: list[Any] = []
+        numbers: list[int] = []
+        for item in items:
+            if item.quota is None:
+                numbers.append(0)
+                continue
+            key, limit = self.quota_counter(item.quota, item.key)
+            if key not in counters:
+                counters[key] = len(counters) + 1
+                params += [limit, item.quota.period_ms]
+            numbers.append(counters[key])
+        if not counters:
+            return keys, [*args, 0]
+        return keys + list(counters), [*args, *params, *numbers, len(counters)]
+
     async def check(self, items: Sequence[CheckItem]) -> ItemResults[CheckDecision]:
         args: list[Any] = []
         for item in items:
@@ -82,9 +110,12 @@ class RedisStore:
                 item.fingerprint,
                 item.trace_context,
             ]
-        reply = await self._run("check", [item.key for item in items], args, strictest([i.acks for i in items]))
+        keys, args = self._with_quotas(items, args)
+        reply = await self._run("check", keys, args, strictest([i.acks for i in items]))
         return [
-            CheckDecision(
+            QuotaExceeded()
+            if outcome == _CHECK_OVER_QUOTA
+            else CheckDecision(
                 outcome=CheckOutcome(outcome),
                 first_seen_ms=first_seen,
                 age_ms=age,
@@ -99,9 +130,12 @@ class RedisStore:
         args: list[Any] = []
         for item in items:
             args += [item.lease_ms, _flag(item.fingerprint_check), item.fingerprint, item.trace_context]
-        reply = await self._run("claim", [item.key for item in items], args, strictest([i.acks for i in items]))
+        keys, args = self._with_quotas(items, args)
+        reply = await self._run("claim", keys, args, strictest([i.acks for i in items]))
         return [
-            ClaimDecision(
+            QuotaExceeded()
+            if outcome == _CLAIM_OVER_QUOTA
+            else ClaimDecision(
                 outcome=ClaimOutcome(outcome),
                 fencing_token=token,
                 lease_expires_ms=lease_expires,
