@@ -25,6 +25,9 @@ fmt: ## ruff format + fixes
 typecheck: ## mypy --strict on sidecar/
 	$(VENV)/mypy
 
+bench: ## benchmark vs Redis and a no-op gRPC server (docs/performance.md); ARGS="--smoke" for a quick run
+	$(VENV)/python -m bench $(ARGS)
+
 image-lint: ## hadolint + Dockerfile checks (no Docker engine needed)
 	$(VENV)/pytest -q tests/deploy/test_dockerfile.py
 
@@ -34,4 +37,4 @@ deploy-validate: ## render deploy/ overlays, validate schemas and posture, start
 settings-table: ## rewrite the README settings table from sidecar/settings.py
 	$(VENV)/python scripts/update-settings-table.py
 
-.PHONY: help install run test gen lint fmt typecheck image-lint deploy-validate settings-table
+.PHONY: help install run test gen lint fmt typecheck bench image-lint deploy-validate settings-table

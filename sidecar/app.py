@@ -127,7 +127,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
 
 async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, stop: asyncio.Event) -> int:
     try:
-        store = open_store(url, timeout_s=settings.store_timeout / 1000, mode=settings.redis_mode)
+        store = open_store(
+            url, timeout_s=settings.store_timeout / 1000, mode=settings.redis_mode, client=settings.redis_client
+        )
     except ValueError as err:
         raise StartupError(f"bad --redis-url: {err}", EXIT_CONFIG) from err
     log.info("store: %s (%s)", redact(url), mode_of(url, settings.redis_mode))

@@ -80,6 +80,10 @@ def _item_prefix(batch: bool, index: int) -> str:
     return f"items[{index}]." if batch else ""
 
 
+def _prefixed(violations: list[FieldViolation], prefix: str) -> list[FieldViolation]:
+    return [FieldViolation(prefix + v.field, v.description) for v in violations] if prefix else violations
+
+
 class DedupService:
     """Check, Claim, Commit, Release, Renew, Inspect and Forget, single and batched."""
 
@@ -102,14 +106,23 @@ class DedupService:
         violations: list[FieldViolation] = []
         if batch:
             violations += batch_size_violations(len(requests), self._limits.max_batch)
+        # Per-item work is kept small (batches are the fast path): field prefixes are built only on failure.
         for index, request in enumerate(requests[: self._limits.max_batch]):
-            violations += shape_violations(request, _item_prefix(batch, index))
+            if found := shape_violations(request):
+                violations += _prefixed(found, _item_prefix(batch, index))
         if violations:
             raise InvalidArgument(violations)
-        policy_set = self._policies.current()
-        policies = [policy_set.lookup(request.namespace) for request in requests]
+        lookup = self._policies.current().lookup
+        by_namespace: dict[str, NamespacePolicy] = {}
+        policies = []
+        for request in requests:
+            policy = by_namespace.get(request.namespace)
+            if policy is None:
+                policy = by_namespace[request.namespace] = lookup(request.namespace)
+            policies.append(policy)
         for index, (request, policy) in enumerate(zip(requests, policies, strict=True)):
-            violations += policy_violations(request, policy, _item_prefix(batch, index))
+            if found := policy_violations(request, policy):
+                violations += _prefixed(found, _item_prefix(batch, index))
         if violations:
             raise InvalidArgument(violations)
         return policies
@@ -150,8 +163,11 @@ class DedupService:
             results = [StoreTimeout()] * len(requests)
         decided: ItemResults[D] = []
         reported: set[tuple[int, bool]] = set()
+        labels: dict[str, str] = {}
         for request, policy, result in zip(requests, policies, results, strict=True):
-            label = self._label(request.namespace)
+            label = labels.get(request.namespace)
+            if label is None:
+                label = labels[request.namespace] = self._label(request.namespace)
             if isinstance(result, StoreError):
                 # A quota refusal is a decision, not an outage: never answered degraded.
                 degraded = policy.on_store_error is StoreErrorMode.ALLOW and not isinstance(result, QuotaExceeded)

@@ -69,6 +69,11 @@ class Settings:
     max_batch: int = _setting(500, "Most items in one batch request", kind="int")
     max_message_bytes: int = _setting(4 * 1024 * 1024, "Largest request message accepted, in bytes", kind="int")
     default_deadline: int = _setting(5_000, "Deadline applied to calls that arrive without one", kind="duration")
+    redis_client: str = _setting(
+        "fastpipe",
+        "Client for the hot path: fastpipe (auto-pipelined, redis:// and unix:// only) or redis-py",
+        choices=("fastpipe", "redis-py"),
+    )
     store_timeout: int = _setting(2_000, "Socket timeout for each Redis connection and command", kind="duration")
     health_interval: int = _setting(1_000, "How often Redis reachability is probed for health", kind="duration")
     shutdown_grace: int = _setting(10_000, "How long in-flight calls may finish after SIGTERM", kind="duration")

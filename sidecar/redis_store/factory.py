@@ -1,20 +1,33 @@
-"""The store for a URL and mode: RedisStore (standalone, Sentinel) or ClusterStore."""
+"""The store for a URL and mode: RedisStore (standalone, Sentinel) or ClusterStore.
+
+Standalone redis:// and unix:// stores run their scripts over FastPipe (ADR 0070) unless
+client='redis-py'; redis-py stays for admin, health, TLS, Sentinel and Cluster.
+"""
 
 from __future__ import annotations
 
 from redis.asyncio import RedisCluster
 
+from sidecar.redis_store import fastpipe
 from sidecar.redis_store.cluster import ClusterStore, inspect_cluster
-from sidecar.redis_store.connection import RedisClient, connect
+from sidecar.redis_store.connection import RedisClient, connect, mode_of
 from sidecar.redis_store.safety import StoreReport, inspect_store
+from sidecar.redis_store.scripts import script_sources
 from sidecar.redis_store.store import RedisStore
 
+CLIENTS = ("fastpipe", "redis-py")
 
-def open_store(url: str, *, timeout_s: float, mode: str = "auto") -> RedisStore:
-    client = connect(url, timeout_s=timeout_s, mode=mode)
-    if isinstance(client, RedisCluster):
-        return ClusterStore(client)
-    return RedisStore(client)
+
+def open_store(url: str, *, timeout_s: float, mode: str = "auto", client: str = "fastpipe") -> RedisStore:
+    if client not in CLIENTS:
+        raise ValueError(f"unknown Redis client {client!r}: use one of {', '.join(CLIENTS)}")
+    redis_client = connect(url, timeout_s=timeout_s, mode=mode)
+    if isinstance(redis_client, RedisCluster):
+        return ClusterStore(redis_client)
+    fast = None
+    if client == "fastpipe" and mode_of(url, mode) == "standalone" and fastpipe.supports(url):
+        fast = fastpipe.FastScripts(fastpipe.FastPipe(url, timeout_s=timeout_s), script_sources())
+    return RedisStore(redis_client, fast)
 
 
 async def inspect_any(client: RedisClient) -> StoreReport:

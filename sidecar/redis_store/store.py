@@ -38,6 +38,7 @@ from sidecar.domain.store import (
 from sidecar.redis_store.acks import AckMode, run_acked
 from sidecar.redis_store.connection import RedisClient
 from sidecar.redis_store.errors import to_store_error
+from sidecar.redis_store.fastpipe import FastScripts
 from sidecar.redis_store.scripts import script_sources
 from sidecar.telemetry.spans import store_span
 
@@ -54,11 +55,43 @@ def _result(has_result: int, result: bytes) -> bytes | None:
     return result if has_result else None
 
 
+def _check_args(items: Sequence[CheckItem]) -> list[Any]:
+    """check.lua's ARGV: the parameters once plus a fingerprint per item when the items share them
+    (the usual batch: one namespace, one call), else every parameter per item."""
+    first = items[0]
+    shared = (first.window_ms, first.sliding, first.fingerprint_check, first.trace_context)
+    if all((i.window_ms, i.sliding, i.fingerprint_check, i.trace_context) == shared for i in items):
+        head = [b"S", first.window_ms, _flag(first.sliding), _flag(first.fingerprint_check), first.trace_context]
+        return head + [item.fingerprint for item in items]
+    args: list[Any] = [b"I"]
+    for item in items:
+        args += [
+            item.window_ms,
+            _flag(item.sliding),
+            _flag(item.fingerprint_check),
+            item.fingerprint,
+            item.trace_context,
+        ]
+    return args
+
+
+def _seen(
+    outcome: int, first_seen: int, age: int, state: int, has_result: int, result: bytes, trace: bytes
+) -> CheckDecision:
+    """A Check reply item for an id seen before."""
+    return CheckDecision(CheckOutcome(outcome), first_seen, age, _STATES[state], _result(has_result, result), trace)
+
+
+def _over_quota_or_seen(item: list[Any]) -> CheckDecision | QuotaExceeded:
+    return QuotaExceeded() if item[0] == _CHECK_OVER_QUOTA else _seen(*item)
+
+
 class RedisStore:
     """Runs the state-machine scripts; maps replies to decisions and errors to StoreError."""
 
-    def __init__(self, client: RedisClient) -> None:
+    def __init__(self, client: RedisClient, fast: FastScripts | None = None) -> None:
         self.client = client
+        self.fast = fast  # when set, scripts run on the auto-pipelined connection (fastpipe.py)
         self.ack_mode = AckMode()  # set from the startup checks (acks.choose_mode)
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in script_sources().items()
@@ -67,8 +100,10 @@ class RedisStore:
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], acks: ReplicaAcks = NO_ACKS) -> Any:
         try:
             with store_span(name, len(keys)):
-                if acks.replicas:
+                if acks.replicas:  # WAIT must follow the write on its connection: redis-py's pipeline
                     return await run_acked(self.client, self._scripts[name], keys, args, acks, self.ack_mode)
+                if self.fast is not None:
+                    return await self.fast.run(name, keys, args)
                 return await self._scripts[name](keys=list(keys), args=list(args))
         except StoreError:
             raise
@@ -79,11 +114,11 @@ class RedisStore:
         """The counter key and limit that guard a new record at `record_key` (cluster.py splits them per slot)."""
         return quota.key, quota.limit
 
-    def _with_quotas(
-        self, items: Sequence[CheckItem] | Sequence[ClaimItem], args: list[Any]
-    ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV with the quota trailer check.lua and claim.lua expect (see prelude.lua)."""
+    def _with_quotas(self, items: Sequence[CheckItem] | Sequence[ClaimItem]) -> tuple[list[str], list[Any]]:
+        """KEYS, and the quota trailer that check.lua and claim.lua expect at the end of ARGV (prelude.lua)."""
         keys = [item.key for item in items]
+        if all(item.quota is None for item in items):
+            return keys, [0]
         counters: dict[str, int] = {}  # counter key -> its number in the trailer (1..Q)
         params: list[Any] = []
         numbers: list[int] = []
@@ -96,42 +131,22 @@ class RedisStore:
                 counters[key] = len(counters) + 1
                 params += [limit, item.quota.period_ms]
             numbers.append(counters[key])
-        if not counters:
-            return keys, [*args, 0]
-        return keys + list(counters), [*args, *params, *numbers, len(counters)]
+        return keys + list(counters), [*params, *numbers, len(counters)]
 
     async def check(self, items: Sequence[CheckItem]) -> ItemResults[CheckDecision]:
-        args: list[Any] = []
-        for item in items:
-            args += [
-                item.window_ms,
-                _flag(item.sliding),
-                _flag(item.fingerprint_check),
-                item.fingerprint,
-                item.trace_context,
-            ]
-        keys, args = self._with_quotas(items, args)
-        reply = await self._run("check", keys, args, strictest([i.acks for i in items]))
-        return [
-            QuotaExceeded()
-            if outcome == _CHECK_OVER_QUOTA
-            else CheckDecision(
-                outcome=CheckOutcome(outcome),
-                first_seen_ms=first_seen,
-                age_ms=age,
-                state=_STATES[state],
-                result=_result(has_result, result),
-                trace_context=trace,
-            )
-            for outcome, first_seen, age, state, has_result, result, trace in reply[1:]
-        ]
+        if not items:
+            return []
+        keys, trailer = self._with_quotas(items)
+        reply = await self._run("check", keys, _check_args(items) + trailer, strictest([i.acks for i in items]))
+        new = CheckDecision(CheckOutcome.NEW, reply[0], 0, RecordState.DONE)  # frozen: one serves every NEW item
+        return [new if item == 1 else _over_quota_or_seen(item) for item in reply[1:]]
 
     async def claim(self, items: Sequence[ClaimItem]) -> ItemResults[ClaimDecision]:
         args: list[Any] = []
         for item in items:
             args += [item.lease_ms, _flag(item.fingerprint_check), item.fingerprint, item.trace_context]
-        keys, args = self._with_quotas(items, args)
-        reply = await self._run("claim", keys, args, strictest([i.acks for i in items]))
+        keys, trailer = self._with_quotas(items)
+        reply = await self._run("claim", keys, args + trailer, strictest([i.acks for i in items]))
         return [
             QuotaExceeded()
             if outcome == _CLAIM_OVER_QUOTA
@@ -215,4 +230,6 @@ class RedisStore:
             raise to_store_error(err) from err
 
     async def close(self) -> None:
+        if self.fast is not None:
+            await self.fast.close()
         await self.client.aclose()

@@ -6,7 +6,9 @@ untouched), and are installed only when tracing or metrics are on.
 
 from __future__ import annotations
 
+import re
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,6 +31,15 @@ else:  # not subscriptable at run time
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 Unary = Callable[[Any, Any], Awaitable[Any]]
 Streaming = Callable[[Any, Any], AsyncIterator[Any]]
+
+# Unary methods whose request carries the caller's fencing token (shown on the span).
+TOKEN_METHODS = frozenset({"Commit", "Release", "Renew"})
+STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+def operation_of(method: str) -> str:
+    """The `operation` label of a unary method: CheckBatch -> check_batch (a Stream message's oneof name)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", method).lower()
 
 
 def _rewrap(
@@ -88,6 +99,7 @@ class SpanInterceptor(_WrappingInterceptor):
     def _wrap(self, method: str, handler: Handler) -> Handler:
         name = method.lstrip("/")
         aggregate = method.endswith("Batch") or method.endswith("/Stream")
+        carries_token = method[len(DEDUP_PREFIX) :] in TOKEN_METHODS
         tracer = self._tracer
 
         def start() -> CallSpan | None:
@@ -102,6 +114,8 @@ class SpanInterceptor(_WrappingInterceptor):
                 call = start()
                 if call is None:
                     return await behavior(request, context)
+                if carries_token:  # the token the caller presented (a decision carries only granted ones)
+                    call.attributes["dedup.fencing_token"] = request.fencing_token
                 token = CURRENT_CALL.set(call)
                 try:
                     return await behavior(request, context)
@@ -128,7 +142,9 @@ class SpanInterceptor(_WrappingInterceptor):
 
 
 class RpcMetricsInterceptor(_WrappingInterceptor):
-    """Records dedup_rpc_duration_seconds{method,code} for every unary dedup RPC."""
+    """Records dedup_rpc_duration_seconds{method,operation,code}: per unary dedup RPC, and per
+    Stream message (from the server reading the message to the server yielding its response,
+    labelled by the message's operation and the code of its `error`, OK when none)."""
 
     def __init__(self, metrics: DedupMetrics) -> None:
         super().__init__()
@@ -136,6 +152,7 @@ class RpcMetricsInterceptor(_WrappingInterceptor):
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
         short = method[len(DEDUP_PREFIX) :]
+        operation = operation_of(short)
         record = self._metrics.rpc_duration
 
         def unary(behavior: Unary) -> Unary:
@@ -149,8 +166,33 @@ class RpcMetricsInterceptor(_WrappingInterceptor):
                     code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
                     raise
                 finally:
-                    record(time.perf_counter() - start, short, code)
+                    record(time.perf_counter() - start, short, operation, code)
 
             return run
 
-        return _rewrap(handler, unary, None)
+        def streaming(behavior: Streaming) -> Streaming:
+            async def run(requests: Any, context: Any) -> AsyncIterator[Any]:
+                # correlation_id -> (read at, operation) of messages awaiting their response; a queue
+                # per id because nothing stops a client from reusing one.
+                pending: dict[int, deque[tuple[float, str]]] = {}
+
+                async def timed() -> AsyncIterator[Any]:
+                    async for message in requests:
+                        started = (time.perf_counter(), message.WhichOneof("request") or "unset")
+                        pending.setdefault(message.correlation_id, deque()).append(started)
+                        yield message
+
+                async for response in behavior(timed(), context):
+                    waiting = pending.get(response.correlation_id)
+                    if waiting:
+                        start, op = waiting.popleft()
+                        if not waiting:
+                            del pending[response.correlation_id]
+                        failed = response.WhichOneof("response") == "error"
+                        code = STATUS_NAMES.get(response.error.code, "UNKNOWN") if failed else "OK"
+                        record(time.perf_counter() - start, short, op, code)
+                    yield response
+
+            return run
+
+        return _rewrap(handler, unary, streaming)

@@ -7,7 +7,7 @@ Prometheus names (the OTLP names drop `_total`/`_seconds`):
   dedup_lease_lost_total{namespace,operation}          commit/release/renew by a holder that lost its lease
   dedup_duplicate_age_seconds{namespace}               age of the original when a DUPLICATE arrived
   dedup_window_seconds{namespace}                      each namespace's default window (compare with the age)
-  dedup_rpc_duration_seconds{method,code}              unary RPC latency, as the server sees it
+  dedup_rpc_duration_seconds{method,operation,code}    latency at the server: per unary RPC, and per Stream message
 Every `namespace` label is a policy name or "default", so cardinality is bounded by the policies file.
 """
 
@@ -58,7 +58,7 @@ class DedupMetrics:
         self._rpc_duration = meter.create_histogram(
             "dedup_rpc_duration",
             unit="s",
-            description="Unary RPC latency at the server",
+            description="Latency at the server of each unary RPC and each Stream message",
             explicit_bucket_boundaries_advisory=RPC_DURATION_BUCKETS,
         )
         self._policies = policies
@@ -67,8 +67,8 @@ class DedupMetrics:
                 "dedup_window", [self._windows], unit="s", description="Default window of each namespace policy"
             )
 
-    def rpc_duration(self, seconds: float, method: str, code: str) -> None:
-        self._rpc_duration.record(seconds, {"method": method, "code": code})
+    def rpc_duration(self, seconds: float, method: str, operation: str, code: str) -> None:
+        self._rpc_duration.record(seconds, {"method": method, "operation": operation, "code": code})
 
     def _windows(self, _options: CallbackOptions) -> Iterable[Observation]:
         assert self._policies is not None

@@ -23,11 +23,14 @@ Context = grpc.aio.ServicerContext[object, object]
 
 def _batch_results(results: Sequence[object | StoreError], to_message: Callable[[T], object], empty: type) -> list:  # type: ignore[type-arg]
     out = []
+    converted: dict[int, object] = {}  # the store shares one decision object between equal items (every NEW)
     for result in results:
         if isinstance(result, StoreError):
             out.append(empty(error=to_item_error(result)))
+        elif (message := converted.get(id(result))) is not None:
+            out.append(message)
         else:
-            out.append(to_message(result))  # type: ignore[arg-type]
+            out.append(converted.setdefault(id(result), to_message(result)))  # type: ignore[arg-type]
     return out
 
 
@@ -177,7 +180,7 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
 
         async def handle(m: pb.StreamRequest) -> None:
             try:
-                await responses.put(await self._stream_one(m))
+                responses.put_nowait(await self._stream_one(m))  # unbounded: the window bounds it
             finally:
                 window.release()
 

@@ -58,7 +58,7 @@ async def running_sidecar(
     prefix = key_prefix or unique_prefix()
     config = Settings(listen="127.0.0.1:0", key_prefix=prefix, **settings)
     policy_source = StaticPolicies(parse_policies(policies) if policies else BUILT_IN_POLICIES)
-    store = open_store(redis_url, timeout_s=store_timeout_s)
+    store = open_store(redis_url, timeout_s=store_timeout_s, client=config.redis_client)
     service = DedupService(store, policy_source, ServiceLimits(config.max_batch, prefix))
 
     async def probe() -> bool:

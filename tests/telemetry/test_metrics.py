@@ -16,16 +16,19 @@ from dedup.v1 import dedup_pb2 as pb
 from dedup.v1 import dedup_pb2_grpc
 from tests.support.redis_server import RedisProcess, free_port
 from tests.support.sidecar_process import SidecarProcess
+from tests.telemetry.scripted import (
+    EXPECTED_CALLS,
+    EXPECTED_DECISIONS,
+    EXPECTED_DUPLICATE_AGES,
+    EXPECTED_LEASE_LOST,
+    EXPECTED_WINDOWS,
+    POLICIES,
+    labels,
+    scripted_sequence,
+)
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dedup-sidecar.json"
 
-POLICIES = """
-namespaces:
-  default: {window: 1h}
-  orders: {window: 2h}
-  trial: {shadow: true}
-  lenient: {on_store_error: allow}
-"""
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -42,10 +45,6 @@ def scrape(url: str) -> Samples:
 
 def values(samples: Samples, name: str) -> dict[frozenset[tuple[str, str]], float]:
     return {labels: value for (sample, labels), value in samples.items() if sample == name}
-
-
-def labels(**kv: str) -> frozenset[tuple[str, str]]:
-    return frozenset(kv.items())
 
 
 def start(tmp_path: Path, *args: str) -> SidecarProcess:
@@ -74,52 +73,14 @@ async def stub(sidecar_with_metrics: SidecarProcess) -> AsyncIterator[dedup_pb2_
 async def test_counters_after_a_scripted_sequence(
     sidecar_with_metrics: SidecarProcess, stub: dedup_pb2_grpc.DedupStub
 ) -> None:
-    await stub.Check(pb.CheckRequest(namespace="orders", id=b"a"))  # NEW
-    await stub.Check(pb.CheckRequest(namespace="orders", id=b"a"))  # DUPLICATE
-    claim = await stub.Claim(pb.ClaimRequest(namespace="orders", id=b"b"))  # ACQUIRED
-    await stub.Claim(pb.ClaimRequest(namespace="orders", id=b"b"))  # IN_PROGRESS
-    await stub.Commit(pb.CommitRequest(namespace="orders", id=b"b", fencing_token=claim.fencing_token))  # COMMITTED
-    await stub.Commit(pb.CommitRequest(namespace="orders", id=b"b", fencing_token=1))  # LEASE_LOST
-    await stub.Claim(pb.ClaimRequest(namespace="orders", id=b"b"))  # DUPLICATE
-    await stub.Check(pb.CheckRequest(namespace="orders", id=b"b"))  # DUPLICATE
-    # Namespaces without a policy of their own are counted as "default", never by their raw name.
-    for name in ("anything", "something.else", "anything"):
-        await stub.Check(pb.CheckRequest(namespace=name, id=b"x"))  # NEW, NEW, DUPLICATE
-    # Shadow: answered NEW, counted as what the store decided.
-    await stub.Check(pb.CheckRequest(namespace="trial", id=b"s"))
-    shadowed = await stub.Check(pb.CheckRequest(namespace="trial", id=b"s"))
-    assert shadowed.outcome == pb.CHECK_OUTCOME_NEW
-    await stub.CheckBatch(pb.CheckBatchRequest(items=[pb.CheckRequest(namespace="orders", id=i) for i in (b"a", b"c")]))
+    await scripted_sequence(stub)
 
     samples = scrape(metrics_url(sidecar_with_metrics))
-    assert values(samples, "dedup_decisions_total") == {
-        labels(namespace="orders", operation="check", outcome="NEW"): 2,
-        labels(namespace="orders", operation="check", outcome="DUPLICATE"): 3,
-        labels(namespace="orders", operation="claim", outcome="ACQUIRED"): 1,
-        labels(namespace="orders", operation="claim", outcome="IN_PROGRESS"): 1,
-        labels(namespace="orders", operation="claim", outcome="DUPLICATE"): 1,
-        labels(namespace="orders", operation="commit", outcome="COMMITTED"): 1,
-        labels(namespace="orders", operation="commit", outcome="LEASE_LOST"): 1,
-        labels(namespace="default", operation="check", outcome="NEW"): 2,
-        labels(namespace="default", operation="check", outcome="DUPLICATE"): 1,
-        labels(namespace="trial", operation="check", outcome="NEW"): 1,
-        labels(namespace="trial", operation="check", outcome="DUPLICATE"): 1,
-    }
-    assert values(samples, "dedup_lease_lost_total") == {labels(namespace="orders", operation="commit"): 1}
-    assert values(samples, "dedup_duplicate_age_seconds_count") == {
-        labels(namespace="orders"): 4,
-        labels(namespace="default"): 1,
-        labels(namespace="trial"): 1,
-    }
-    assert values(samples, "dedup_window_seconds") == {
-        labels(namespace="default"): 3600,
-        labels(namespace="orders"): 7200,
-        labels(namespace="trial"): 86400,
-        labels(namespace="lenient"): 86400,
-    }
-    durations = values(samples, "dedup_rpc_duration_seconds_count")
-    assert durations[labels(method="Check", code="OK")] == 8
-    assert durations[labels(method="CheckBatch", code="OK")] == 1
+    assert values(samples, "dedup_decisions_total") == EXPECTED_DECISIONS
+    assert values(samples, "dedup_lease_lost_total") == EXPECTED_LEASE_LOST
+    assert values(samples, "dedup_duplicate_age_seconds_count") == EXPECTED_DUPLICATE_AGES
+    assert values(samples, "dedup_window_seconds") == EXPECTED_WINDOWS
+    assert values(samples, "dedup_rpc_duration_seconds_count") == EXPECTED_CALLS
     assert values(samples, "dedup_degraded_total") == {}
     assert values(samples, "dedup_store_errors_total") == {}
 
@@ -129,6 +90,44 @@ async def test_counters_after_a_scripted_sequence(
     # le is "64800" from this exporter and "64800.0" once Prometheus 3 normalises it: the dashboard matches both.
     for bucket in re.findall(r'le=~\\"([0-9]+)\(', DASHBOARD.read_text()):
         assert ("dedup_duplicate_age_seconds_bucket", labels(namespace="orders", le=bucket)) in samples
+
+
+async def test_stream_messages_are_timed_one_by_one_by_operation(
+    sidecar_with_metrics: SidecarProcess, stub: dedup_pb2_grpc.DedupStub
+) -> None:
+    claim = await stub.Claim(pb.ClaimRequest(namespace="orders", id=b"held"))
+    messages = [
+        pb.StreamRequest(correlation_id=1, check=pb.CheckRequest(namespace="orders", id=b"s1")),
+        pb.StreamRequest(correlation_id=2, check=pb.CheckRequest(namespace="orders", id=b"s2")),
+        pb.StreamRequest(
+            correlation_id=3, commit=pb.CommitRequest(namespace="orders", id=b"held", fencing_token=claim.fencing_token)
+        ),
+        pb.StreamRequest(
+            correlation_id=4,
+            check_batch=pb.CheckBatchRequest(items=[pb.CheckRequest(namespace="orders", id=i) for i in (b"s1", b"s3")]),
+        ),
+        pb.StreamRequest(correlation_id=5, claim=pb.ClaimRequest(namespace="orders", id=b"")),  # no id: invalid
+        pb.StreamRequest(correlation_id=6),  # no operation: invalid
+    ]
+    responses = {r.correlation_id: r async for r in stub.Stream(iter(messages))}
+    assert sorted(responses) == [1, 2, 3, 4, 5, 6]
+    assert [responses[n].WhichOneof("response") for n in (5, 6)] == ["error", "error"]
+
+    samples = scrape(metrics_url(sidecar_with_metrics))
+    durations = values(samples, "dedup_rpc_duration_seconds_count")
+    stream = {key: count for key, count in durations.items() if ("method", "Stream") in key}
+    assert stream == {
+        labels(method="Stream", operation="check", code="OK"): 2,
+        labels(method="Stream", operation="commit", code="OK"): 1,
+        labels(method="Stream", operation="check_batch", code="OK"): 1,
+        labels(method="Stream", operation="claim", code="INVALID_ARGUMENT"): 1,
+        labels(method="Stream", operation="unset", code="INVALID_ARGUMENT"): 1,
+    }
+    sums = values(samples, "dedup_rpc_duration_seconds_sum")
+    assert all(sums[key] > 0 for key in stream)
+    assert durations[labels(method="Claim", operation="claim", code="OK")] == 1
+    # Stream messages are counted as decisions like unary calls.
+    assert values(samples, "dedup_decisions_total")[labels(namespace="orders", operation="check", outcome="NEW")] == 3
 
 
 async def test_store_errors_and_degraded_answers_are_counted_and_logged(tmp_path: Path) -> None:
@@ -148,7 +147,10 @@ async def test_store_errors_and_degraded_answers_are_counted_and_logged(tmp_path
         assert values(samples, "dedup_store_errors_total") == {labels(operation="check", kind="connection"): 2}
         assert values(samples, "dedup_decisions_total") == {}
         durations = values(samples, "dedup_rpc_duration_seconds_count")
-        assert durations == {labels(method="Check", code="OK"): 1, labels(method="Check", code="UNAVAILABLE"): 1}
+        assert durations == {
+            labels(method="Check", operation="check", code="OK"): 1,
+            labels(method="Check", operation="check", code="UNAVAILABLE"): 1,
+        }
         degraded = process.wait_log(lambda e: str(e.get("msg", "")).startswith("degraded answer"))
         assert degraded["namespace"] == "lenient"
         assert "id_hash" in degraded

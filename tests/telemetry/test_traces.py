@@ -152,6 +152,39 @@ async def test_duplicate_and_in_progress_spans_link_to_the_original(
     assert links(original) == []
 
 
+async def test_commit_release_and_renew_spans_carry_the_requests_fencing_token(
+    stub: dedup_pb2_grpc.DedupStub, receiver: OtlpReceiver
+) -> None:
+    ns, kept, released = "ids.hash", new_id(), new_id()
+    claims = [await stub.Claim(pb.ClaimRequest(namespace=ns, id=i)) for i in (kept, released)]
+    token, other = (claim.fencing_token for claim in claims)
+    renewing, committing, releasing, stale = (client_span(n) for n in ("renew", "commit", "release", "stale"))
+    renewed = await stub.Renew(pb.RenewRequest(namespace=ns, id=kept, fencing_token=token), metadata=metadata(renewing))
+    committed = await stub.Commit(
+        pb.CommitRequest(namespace=ns, id=kept, fencing_token=token), metadata=metadata(committing)
+    )
+    freed = await stub.Release(
+        pb.ReleaseRequest(namespace=ns, id=released, fencing_token=other), metadata=metadata(releasing)
+    )
+    lost = await stub.Commit(
+        pb.CommitRequest(namespace=ns, id=kept, fencing_token=token + 1000), metadata=metadata(stale)
+    )
+    assert renewed.outcome == pb.RENEW_OUTCOME_RENEWED
+    assert committed.outcome == pb.COMMIT_OUTCOME_COMMITTED
+    assert freed.outcome == pb.RELEASE_OUTCOME_RELEASED
+    assert lost.outcome == pb.COMMIT_OUTCOME_LEASE_LOST
+    expected = [
+        (renewing, "renew", "RENEWED", token),
+        (committing, "commit", "COMMITTED", token),
+        (releasing, "release", "RELEASED", other),
+        (stale, "commit", "LEASE_LOST", token + 1000),  # the token presented, even when it lost
+    ]
+    for parent, operation, outcome, presented in expected:
+        attrs = attributes(server_span_of(receiver, parent))
+        assert (attrs["dedup.operation"], attrs["dedup.outcome"]) == (operation, outcome)
+        assert attrs["dedup.fencing_token"] == presented
+
+
 @pytest.mark.parametrize(
     ("namespace", "expected"),
     [("ids.hash", "dedup.id_hash"), ("ids.raw", "dedup.id"), ("ids.omit", None), ("unknown.ns", "dedup.id_hash")],

@@ -4,6 +4,11 @@
 --   [5] fingerprint ('' = none)                   [6] has result (0|1)   [7] result
 --   [8] trace context of the first sighting       [9] trace context of the commit
 --   [10] sliding window length in ms (0 = fixed window)
+-- Compact form: a Check-only record with no fingerprint, no trace context and a
+-- fixed window is stored as its first-seen time alone, in decimal ('1712345678901'),
+-- which Redis keeps as an integer inside the value object (no string allocation):
+-- it reads back as {'D', 0, t, t, '', 0, '', '', '', 0}. A msgpack array never
+-- starts with a digit, so the two forms cannot be confused.
 -- The key's TTL is the lease while P and the window while D, so an expired
 -- lease or window is an absent key. All times come from the server's TIME.
 local server_time = redis.call('TIME')
@@ -13,11 +18,25 @@ local now_us = tonumber(server_time[1]) * 1000000 + tonumber(server_time[2])
 local function load(key)
   local raw = redis.call('GET', key)
   if not raw then return nil end
+  local first = string.byte(raw, 1)
+  if first >= 48 and first <= 57 then
+    local seen = tonumber(raw)
+    return {'D', 0, seen, seen, '', 0, '', '', '', 0}
+  end
   return cmsgpack.unpack(raw)
 end
 
 local function save(key, record, ttl_ms)
   redis.call('SET', key, cmsgpack.pack(record), 'PX', ttl_ms)
+end
+
+-- A new Check mark: compact when nothing but the time needs keeping.
+local function save_mark(key, fingerprint, trace, slide_ms, ttl_ms)
+  if fingerprint == '' and trace == '' and slide_ms == 0 then
+    redis.call('SET', key, string.format('%.0f', now_ms), 'PX', ttl_ms)
+  else
+    save(key, {'D', 0, now_ms, now_ms, fingerprint, 0, '', trace, '', slide_ms}, ttl_ms)
+  end
 end
 
 -- Tokens are compared as decimal strings: exact for every integer below 2^53.

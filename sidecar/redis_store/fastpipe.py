@@ -1,0 +1,241 @@
+"""FastPipe: one auto-pipelined Redis connection for the hot path (scripts only).
+
+Every command issued during one event-loop pass is packed by hiredis and sent
+in ONE socket write; replies are parsed by hiredis's reader and matched to
+callers in order. Redis answers a connection's commands in order, so a FIFO of
+futures is the whole protocol. redis-py packs each command in Python (about
+20 µs each) and takes a pool connection per call; this path costs about 1 µs
+per command (numbers in docs/adr/0070-redis-client.md).
+
+Safety, as in connection.py: a command that was written is never sent again.
+If the connection is lost or stalls for `timeout_s`, every pending command
+fails with StoreError (kind connection or timeout) and the next command opens
+a new connection. The one re-send is a NOSCRIPT reply: Redis did not run the
+script, so it is sent again as EVAL (which also caches it).
+
+Used for standalone redis:// and unix:// URLs only; rediss://, Sentinel and
+Cluster stay on redis-py (factory.py decides), which also does admin and health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import hiredis
+from redis.asyncio.connection import parse_url
+from redis.exceptions import ResponseError
+
+from sidecar.domain.errors import StoreError, StoreTimeout
+from sidecar.redis_store.errors import to_store_error
+
+Arg = str | int | float | bytes
+
+FAST_SCHEMES = ("redis://", "unix://")
+
+
+def supports(url: str) -> bool:
+    """Whether FastPipe can serve this URL (plain standalone TCP or Unix socket)."""
+    return url.startswith(FAST_SCHEMES)
+
+
+class _Protocol(asyncio.Protocol):
+    """Feeds bytes to hiredis and resolves the oldest pending future per reply."""
+
+    def __init__(self, pipe: FastPipe) -> None:
+        self._pipe = pipe
+        self._reader = hiredis.Reader(replyError=ResponseError, notEnoughData=_MORE)
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def _current(self) -> bool:
+        """False once the pipe has moved on to another connection: a late callback must not touch it."""
+        return self._pipe._transport is self._transport
+
+    def data_received(self, data: bytes) -> None:
+        if not self._current():
+            return
+        self._reader.feed(data)
+        pending = self._pipe._pending
+        while (reply := self._reader.gets()) is not _MORE:
+            future = pending.popleft()
+            if not future.done():  # a caller whose deadline passed has gone
+                future.set_result(reply)
+        self._pipe._progress = asyncio.get_running_loop().time()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._pipe._transport is not self._transport:
+            return  # already dropped (_abort), or a newer connection is in use
+        self._pipe._lost(StoreError("connection", str(exc) if exc else "connection closed by the server"))
+
+
+_MORE = object()
+
+
+class FastPipe:
+    """An auto-pipelining connection; `execute` sends one command and awaits its reply."""
+
+    def __init__(self, url: str, *, timeout_s: float, client_name: str = "dedup-sidecar") -> None:
+        if not supports(url):
+            raise ValueError(f"FastPipe serves redis:// and unix:// URLs only, not {url.split('://')[0]}://")
+        self._options: dict[str, Any] = dict(parse_url(url))
+        self._timeout_s = timeout_s
+        self._client_name = client_name
+        self._transport: asyncio.Transport | None = None
+        self._connecting: asyncio.Future[None] | None = None
+        self._pending: deque[asyncio.Future[Any]] = deque()
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._progress = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    # -- connection -------------------------------------------------------
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        options = self._options
+        async with asyncio.timeout(self._timeout_s):
+            if "path" in options:
+                transport, _ = await loop.create_unix_connection(lambda: _Protocol(self), options["path"])
+            else:
+                transport, _ = await loop.create_connection(
+                    lambda: _Protocol(self), options.get("host", "localhost"), options.get("port", 6379)
+                )
+        self._transport = transport
+        self._progress = loop.time()
+        setup: list[tuple[Arg, ...]] = []
+        if options.get("password"):
+            user = options.get("username")
+            setup.append(("AUTH", user, options["password"]) if user else ("AUTH", options["password"]))
+        if options.get("db"):
+            setup.append(("SELECT", int(options["db"])))
+        setup.append(("CLIENT", "SETNAME", self._client_name))
+        replies = [self._send(command) for command in setup]
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                for reply in replies:
+                    if isinstance(error := await reply, ResponseError):
+                        raise error
+        except BaseException:
+            self._abort(StoreError("connection", "connection setup failed"))
+            raise
+
+    async def _ensure_connected(self) -> None:
+        if self._transport is not None:
+            return
+        if self._closed:
+            raise StoreError("connection", "the fast pipe is closed")
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect())
+            self._connecting.add_done_callback(self._connected)
+        await asyncio.shield(self._connecting)
+
+    def _connected(self, attempt: asyncio.Future[None]) -> None:
+        self._connecting = None
+        if not attempt.cancelled():
+            attempt.exception()  # retrieved: every waiter sees it
+
+    def _lost(self, error: StoreError) -> None:
+        """Fails every pending and unsent command; the next command reconnects."""
+        self._transport = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._out.clear()
+        pending, self._pending = self._pending, deque()
+        for future in pending:
+            if not future.done():
+                future.set_exception(error)
+
+    def _abort(self, error: StoreError) -> None:
+        transport = self._transport
+        self._lost(error)
+        if transport is not None:
+            transport.abort()
+
+    # -- sending ----------------------------------------------------------
+
+    def _send(self, command: tuple[Arg, ...]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if self._transport is None:  # lost since the caller checked: never queue for a dead socket
+            future.set_exception(StoreError("connection", "connection lost"))
+            return future
+        self._out.append(hiredis.pack_command(command))  # type: ignore[arg-type]  # the stub says 1-tuple
+        if not self._pending:
+            self._progress = loop.time()
+        self._pending.append(future)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self._timeout_s, self._check_stall)
+        return future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self._transport is not None:
+            data = b"".join(self._out)
+            self._out.clear()
+            self._transport.write(data)
+
+    def _check_stall(self) -> None:
+        """Kills a connection whose oldest pending command got no reply for timeout_s."""
+        self._watchdog = None
+        if not self._pending or self._transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self._progress
+        if idle >= self._timeout_s:
+            self._abort(StoreTimeout(f"no reply from Redis for {idle:.3f}s"))
+        else:
+            self._watchdog = loop.call_later(self._timeout_s - idle, self._check_stall)
+
+    async def execute(self, *command: Arg) -> Any:
+        """Sends one command (coalesced with this loop pass's others) and returns its reply."""
+        await self._ensure_connected()
+        reply = await self._send(command)
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    async def close(self) -> None:
+        self._closed = True
+        self._abort(StoreError("connection", "the fast pipe was closed"))
+
+
+def _sha1(source: str) -> str:
+    return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
+class FastScripts:
+    """Runs the named Lua scripts over a FastPipe by EVALSHA, falling back to EVAL on NOSCRIPT."""
+
+    def __init__(self, pipe: FastPipe, sources: Mapping[str, str]) -> None:
+        self.pipe = pipe
+        self._sources = dict(sources)
+        self._shas = {
+            name: hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest() for name, src in sources.items()
+        }
+
+    async def run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        try:
+            try:
+                return await self.pipe.execute("EVALSHA", self._shas[name], len(keys), *keys, *args)
+            except ResponseError as err:
+                if not str(err).startswith("NOSCRIPT"):
+                    raise
+            return await self.pipe.execute("EVAL", self._sources[name], len(keys), *keys, *args)
+        except StoreError:
+            raise
+        except Exception as err:
+            raise to_store_error(err) from err
+
+    async def close(self) -> None:
+        await self.pipe.close()
