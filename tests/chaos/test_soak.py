@@ -181,6 +181,7 @@ def _median_rss(samples: list[tuple[float, int]], start: float, end: float) -> i
     return int(statistics.median(rss for t, rss in samples if start <= t <= end))
 
 
+@pytest.mark.timeout(SECONDS + 120)
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="RSS is read from /proc")
 async def test_soak_steady_load_with_faults_no_wrong_answers_and_flat_memory(
     own_redis: RedisProcess, proxy: FaultProxy
