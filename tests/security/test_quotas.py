@@ -17,7 +17,7 @@ from sidecar.domain.errors import PolicyError, QuotaExceeded, StoreError
 from sidecar.domain.keys import record_key
 from sidecar.domain.outcomes import Decision, ForgetOutcome, Inspection
 from sidecar.domain.policy import TraceIds, parse_policies
-from sidecar.domain.requests import CheckRequest
+from sidecar.domain.requests import CheckRequest, ClaimRequest
 from sidecar.domain.store import Quota
 from sidecar.redis_store.cluster import ClusterStore
 from tests.security.conftest import secure_sidecar
@@ -183,3 +183,37 @@ def test_policy_quota_keys_parse_and_are_bounded() -> None:
     assert (policy.max_new_records, policy.quota_period_ms) == (10, 60_000)
     with pytest.raises(PolicyError, match="quota_period"):
         parse_policies({"namespaces": {"a": {"max_new_records": 10, "quota_period": "10ms"}}})
+
+
+@pytest.mark.parametrize("client", ["fastpipe", "redis-py"])
+async def test_quota_on_both_redis_clients(redis_server: RedisProcess, client: str) -> None:
+    """The default store (open_store: FastPipe) and redis-py run the same scripts and trailer."""
+    from sidecar.domain.policy import NamespacePolicy
+    from sidecar.redis_store.factory import open_store
+    from sidecar.service import DedupService, ServiceLimits
+    from tests.support.inprocess import StaticPolicies, unique_prefix
+
+    prefix = unique_prefix()
+    store = open_store(redis_server.url, timeout_s=5, client=client)
+    assert (store.fast is not None) == (client == "fastpipe")
+    policies = StaticPolicies(parse_policies({"namespaces": {"q": {"max_new_records": 2, "quota_period": "1h"}}}))
+    service = DedupService(store, policies, ServiceLimits(key_prefix=prefix))
+    try:
+        results = await service.check_batch(
+            [CheckRequest(namespace="q", id=f"f{i}".encode()) for i in (0, 1, 2, 0)], timeout_s=5
+        )
+        assert [type(r).__name__ for r in results] == [
+            "CheckDecision",
+            "CheckDecision",
+            "QuotaExceeded",
+            "CheckDecision",
+        ]
+        claims = await service.claim_batch(
+            [ClaimRequest(namespace="q", id=b"f0"), ClaimRequest(namespace="q", id=b"new")], timeout_s=5
+        )
+        assert isinstance(claims[1], QuotaExceeded)
+        assert not isinstance(claims[0], StoreError)
+        assert claims[0].outcome.name == "DUPLICATE"
+        assert NamespacePolicy().max_new_records == 0  # the default: no quota
+    finally:
+        await store.close()
