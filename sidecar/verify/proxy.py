@@ -7,6 +7,11 @@ Sits between the sidecar and Redis. Modes, switchable at any time:
 - HALF_OPEN: client -> server still flows, server -> client is dropped (the write is applied,
   its reply is lost: the case that makes retried writes unsafe);
 - RESET: every open connection is closed with RST and new ones are reset at once.
+
+A TCP stream never loses bytes and goes on: so when a fault that dropped bytes ends (heal, or
+a switch to another mode), every connection that lost bytes is reset, as TCP would after a
+partition long enough to give up. (Dropping and then resuming the same stream would hand a
+pipelining client replies that belong to other requests: no real network does that.)
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class FaultProxy:
         self.dropped_bytes = 0
         self._server: asyncio.Server | None = None
         self._conns: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._lossy: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -75,6 +81,7 @@ class FaultProxy:
             await self._server.wait_closed()
 
     def set(self, mode: Mode, latency_s: float | None = None) -> None:
+        self._reset_lossy()
         self.mode = mode
         if latency_s is not None:
             self.latency_s = latency_s
@@ -82,8 +89,16 @@ class FaultProxy:
             self.reset_all()
 
     def heal(self) -> None:
+        self._reset_lossy()
         self.mode = Mode.PASS
         self.latency_s = 0.0
+
+    def _reset_lossy(self) -> None:
+        for pair in list(self._lossy & self._conns):
+            for side in pair:
+                _abort(side)
+            self._conns.discard(pair)
+        self._lossy.clear()
 
     def reset_all(self) -> None:
         for client, upstream in list(self._conns):
@@ -123,6 +138,7 @@ class FaultProxy:
                     await asyncio.sleep(self.latency_s)
                 if self._drops(to_upstream):
                     self.dropped_bytes += len(chunk)
+                    self._lossy.add(pair)
                     continue
                 writer.write(chunk)
                 self.forwarded_bytes += len(chunk)

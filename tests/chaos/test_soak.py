@@ -38,6 +38,7 @@ pytestmark = pytest.mark.xdist_group("soak")
 
 SECONDS = float(os.environ.get("DEDUP_SOAK_SECONDS", "60"))
 RATE = float(os.environ.get("DEDUP_SOAK_RATE", "40"))
+CLIENT = os.environ.get("DEDUP_SOAK_REDIS_CLIENT", "")  # --redis-client (default: the sidecar's default)
 WARM_UP_S = max(10.0, SECONDS * 0.25)
 MIB = 1024 * 1024
 # The RSS bound. After warm-up the interpreter, gRPC's arenas, the Redis connection pool and
@@ -186,7 +187,8 @@ def _median_rss(samples: list[tuple[float, int]], start: float, end: float) -> i
 async def test_soak_steady_load_with_faults_no_wrong_answers_and_flat_memory(
     own_redis: RedisProcess, proxy: FaultProxy
 ) -> None:
-    sidecar = SidecarProcess(["--redis-url", proxy.url, "--store-timeout", "500ms"])
+    client = ["--redis-client", CLIENT] if CLIENT else []
+    sidecar = SidecarProcess(["--redis-url", proxy.url, "--store-timeout", "500ms", *client])
     await asyncio.to_thread(sidecar.start)  # it reaches Redis through the proxy in this event loop
     assert sidecar.process is not None
     try:
@@ -208,6 +210,7 @@ async def test_soak_steady_load_with_faults_no_wrong_answers_and_flat_memory(
     report: dict[str, Any] = {
         "seconds": SECONDS,
         "scenarios_per_s": RATE,
+        "redis_client": CLIENT or "default",
         "rpcs": total,
         "statuses": dict(tally.codes),
         "error_rate": round(1 - tally.codes["OK"] / total, 4),
