@@ -56,7 +56,8 @@ async def glide_call(redis: RedisServer) -> tuple[Call, Callable[[], Awaitable[N
     script = Script(script_sources()["check"])
 
     async def call(items: Sequence[CheckItem]) -> object:
-        args = [a if isinstance(a, bytes) else str(a).encode() for a in _check_args(items)]
+        raw = [*_check_args(items), 0]  # the trailing 0: no quota counters (prelude.lua's quota_gate)
+        args = [a if isinstance(a, bytes) else str(a).encode() for a in raw]
         return await client.invoke_script(script, keys=[i.key for i in items], args=args)
 
     return call, client.close

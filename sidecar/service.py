@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, cast
 
-from sidecar.domain.errors import FieldViolation, InvalidArgument, StoreError, StoreTimeout
-from sidecar.domain.keys import DEFAULT_KEY_PREFIX, record_key
+from sidecar.domain.errors import FieldViolation, InvalidArgument, QuotaExceeded, StoreError, StoreTimeout
+from sidecar.domain.keys import DEFAULT_KEY_PREFIX, quota_key, record_key
 from sidecar.domain.observer import NullObserver, Observer
 from sidecar.domain.outcomes import (
     CheckDecision,
@@ -42,7 +42,16 @@ from sidecar.domain.requests import (
     policy_violations,
     shape_violations,
 )
-from sidecar.domain.store import CheckItem, ClaimItem, CommitItem, ItemResults, ReleaseItem, RenewItem, Store
+from sidecar.domain.store import (
+    CheckItem,
+    ClaimItem,
+    CommitItem,
+    ItemResults,
+    Quota,
+    ReleaseItem,
+    RenewItem,
+    Store,
+)
 
 D = TypeVar("D", bound=Decision)
 I = TypeVar("I")  # noqa: E741 - a store item type
@@ -121,6 +130,11 @@ class DedupService:
     def _key(self, request: AnyRequest) -> str:
         return record_key(self._limits.key_prefix, request.namespace, request.id)
 
+    def _quota(self, namespace: str, policy: NamespacePolicy) -> Quota | None:
+        if not policy.max_new_records:
+            return None
+        return Quota(quota_key(self._limits.key_prefix, namespace), policy.max_new_records, policy.quota_period_ms)
+
     def _label(self, namespace: str) -> str:
         return namespace if self._policies.current().known(namespace) else "default"
 
@@ -155,7 +169,8 @@ class DedupService:
             if label is None:
                 label = labels[request.namespace] = self._label(request.namespace)
             if isinstance(result, StoreError):
-                degraded = policy.on_store_error is StoreErrorMode.ALLOW
+                # A quota refusal is a decision, not an outage: never answered degraded.
+                degraded = policy.on_store_error is StoreErrorMode.ALLOW and not isinstance(result, QuotaExceeded)
                 if (id(result), degraded) not in reported:
                     reported.add((id(result), degraded))
                     self._observer.store_failed(operation, label, result, degraded)
@@ -192,6 +207,7 @@ class DedupService:
                 fingerprint=request.fingerprint,
                 trace_context=trace,
                 acks=policy.replica_acks,
+                quota=self._quota(request.namespace, policy),
             )
             for request, policy in zip(requests, policies, strict=True)
         ]
@@ -208,6 +224,7 @@ class DedupService:
                 fingerprint=request.fingerprint,
                 trace_context=trace,
                 acks=policy.replica_acks,
+                quota=self._quota(request.namespace, policy),
             )
             for request, policy in zip(requests, policies, strict=True)
         ]

@@ -52,6 +52,18 @@ class StoreTimeout(StoreError):
         super().__init__("timeout", message)
 
 
+class QuotaExceeded(StoreError):
+    """The namespace's quota of new records is used up for this period; nothing was stored.
+
+    A StoreError of kind `quota` so that it travels per item like other store refusals and is
+    counted in dedup_store_errors_total{kind="quota"}, but it is never answered in degraded mode
+    and maps to RESOURCE_EXHAUSTED (ADR 0051).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("quota", "the namespace's quota of new records is used up; nothing was stored")
+
+
 class PolicyError(DedupError):
     """A policies document is invalid; `problems` says what to fix, one line each."""
 

@@ -27,3 +27,8 @@ def id_digest(record_id: bytes) -> str:
 def record_key(prefix: str, namespace: str, record_id: bytes) -> str:
     """The Redis key of the record for (namespace, id)."""
     return f"{prefix}{namespace}:{{{id_digest(record_id)}}}"
+
+
+def quota_key(prefix: str, namespace: str) -> str:
+    """The namespace's quota counter (ADR 0051). It has no `{`, so it never equals a record key."""
+    return f"{prefix}{namespace}:quota"

@@ -23,6 +23,7 @@ MAX_LEASE_MS = 86_400_000
 RESULT_MAX_BYTES_CEILING = 64 * 1024
 MIN_ACK_TIMEOUT_MS = 1
 MAX_ACK_TIMEOUT_MS = 60_000
+MIN_QUOTA_PERIOD_MS = 100
 
 
 class StoreErrorMode(Enum):
@@ -55,6 +56,9 @@ class NamespacePolicy:
     # replicas confirmed it (WAIT / WAITAOF on the write's connection), else UNAVAILABLE.
     min_replica_acks: int = 0
     replica_ack_timeout_ms: int = 500
+    # Quota (ADR 0051): at most this many new records per quota_period (0 = no quota).
+    max_new_records: int = 0
+    quota_period_ms: int = 1000
 
     @property
     def replica_acks(self) -> ReplicaAcks:
@@ -76,6 +80,8 @@ _YAML_KEYS: dict[str, tuple[str, str]] = {
     "allowed_identities": ("allowed_identities", "identities"),
     "min_replica_acks": ("min_replica_acks", "int"),
     "replica_ack_timeout": ("replica_ack_timeout_ms", "duration"),
+    "max_new_records": ("max_new_records", "int"),
+    "quota_period": ("quota_period_ms", "duration"),
 }
 assert {name for name, _ in _YAML_KEYS.values()} == {f.name for f in fields(NamespacePolicy)}
 
@@ -149,6 +155,8 @@ def _check_bounds(where: str, policy: NamespacePolicy) -> list[str]:
         problems.append(
             f"{where}.replica_ack_timeout: need 1ms..{MAX_ACK_TIMEOUT_MS // 1000}s when min_replica_acks is set"
         )
+    if policy.max_new_records and not MIN_QUOTA_PERIOD_MS <= policy.quota_period_ms <= MAX_WINDOW_MS:
+        problems.append(f"{where}.quota_period: need {MIN_QUOTA_PERIOD_MS}ms..366d when max_new_records is set")
     if policy.result_max_bytes > RESULT_MAX_BYTES_CEILING:
         problems.append(f"{where}.result_max_bytes: at most {RESULT_MAX_BYTES_CEILING}")
     return problems

@@ -38,6 +38,19 @@ class ReplicaAcks:
 NO_ACKS = ReplicaAcks()
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """At most `limit` new records per `period_ms` (a fixed window) counted in the counter `key`.
+
+    Only writes that create a record count (a NEW Check, an ACQUIRED Claim of an absent id); the
+    count and the write happen in the same script call (ADR 0051).
+    """
+
+    key: str
+    limit: int
+    period_ms: int
+
+
 def strictest(acks: Sequence[ReplicaAcks]) -> ReplicaAcks:
     """The one requirement a group of items shares: the most replicas, the longest timeout."""
     return ReplicaAcks(max((a.replicas for a in acks), default=0), max((a.timeout_ms for a in acks), default=0))
@@ -52,6 +65,7 @@ class CheckItem:
     fingerprint: bytes
     trace_context: bytes = b""
     acks: ReplicaAcks = NO_ACKS
+    quota: Quota | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +77,7 @@ class ClaimItem:
     fingerprint: bytes
     trace_context: bytes = b""
     acks: ReplicaAcks = NO_ACKS
+    quota: Quota | None = None
 
 
 @dataclass(frozen=True, slots=True)

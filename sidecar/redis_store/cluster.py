@@ -28,16 +28,17 @@ from typing import Any, Protocol, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
-from redis.crc import key_slot
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from sidecar.domain.errors import StoreError
 from sidecar.domain.outcomes import CheckDecision, ClaimDecision, CommitDecision
-from sidecar.domain.store import NO_ACKS, CheckItem, ClaimItem, CommitItem, ItemResults, ReplicaAcks
+from sidecar.domain.store import NO_ACKS, CheckItem, ClaimItem, CommitItem, ItemResults, Quota, ReplicaAcks
 from sidecar.redis_store.addresses import parse_multi_host
 from sidecar.redis_store.connection import common_options
 from sidecar.redis_store.errors import to_store_error
 from sidecar.redis_store.node_batches import ScriptCall, call_error, run_per_node
 from sidecar.redis_store.safety import StoreReport, inspect_store
+from sidecar.redis_store.slot_tags import slot_tag
 from sidecar.redis_store.store import RedisStore
 from sidecar.telemetry.spans import store_span
 
@@ -186,6 +187,11 @@ class ClusterStore(RedisStore):
                     out[i] = result
         assert all(result is not None for result in out)
         return out  # type: ignore[return-value]
+
+    def quota_counter(self, quota: Quota, record_key: str) -> tuple[str, int]:
+        """One counter per (namespace, slot), in the record's slot, with an even share of the limit (ADR 0051)."""
+        slots = REDIS_CLUSTER_HASH_SLOTS
+        return f"{quota.key}:{{{slot_tag(key_slot(record_key.encode()))}}}", -(-quota.limit // slots)
 
     async def check(self, items: Sequence[CheckItem]) -> ItemResults[CheckDecision]:
         return await self._per_slot(items, super().check)

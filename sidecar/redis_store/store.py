@@ -7,7 +7,7 @@ from typing import Any
 
 from redis.commands.core import AsyncScript
 
-from sidecar.domain.errors import StoreError
+from sidecar.domain.errors import QuotaExceeded, StoreError
 from sidecar.domain.outcomes import (
     CheckDecision,
     CheckOutcome,
@@ -29,6 +29,7 @@ from sidecar.domain.store import (
     ClaimItem,
     CommitItem,
     ItemResults,
+    Quota,
     ReleaseItem,
     RenewItem,
     ReplicaAcks,
@@ -42,6 +43,8 @@ from sidecar.redis_store.scripts import script_sources
 from sidecar.telemetry.spans import store_span
 
 _STATES = {1: RecordState.ABSENT, 2: RecordState.IN_PROGRESS, 3: RecordState.DONE}
+_CHECK_OVER_QUOTA = 4
+_CLAIM_OVER_QUOTA = 5
 
 
 def _flag(value: bool) -> bytes:
@@ -79,6 +82,10 @@ def _seen(
     return CheckDecision(CheckOutcome(outcome), first_seen, age, _STATES[state], _result(has_result, result), trace)
 
 
+def _over_quota_or_seen(item: list[Any]) -> CheckDecision | QuotaExceeded:
+    return QuotaExceeded() if item[0] == _CHECK_OVER_QUOTA else _seen(*item)
+
+
 class RedisStore:
     """Runs the state-machine scripts; maps replies to decisions and errors to StoreError."""
 
@@ -103,21 +110,47 @@ class RedisStore:
         except Exception as err:  # every Redis failure becomes a StoreError
             raise to_store_error(err) from err
 
+    def quota_counter(self, quota: Quota, record_key: str) -> tuple[str, int]:
+        """The counter key and limit that guard a new record at `record_key` (cluster.py splits them per slot)."""
+        return quota.key, quota.limit
+
+    def _with_quotas(self, items: Sequence[CheckItem] | Sequence[ClaimItem]) -> tuple[list[str], list[Any]]:
+        """KEYS, and the quota trailer that check.lua and claim.lua expect at the end of ARGV (prelude.lua)."""
+        keys = [item.key for item in items]
+        if all(item.quota is None for item in items):
+            return keys, [0]
+        counters: dict[str, int] = {}  # counter key -> its number in the trailer (1..Q)
+        params: list[Any] = []
+        numbers: list[int] = []
+        for item in items:
+            if item.quota is None:
+                numbers.append(0)
+                continue
+            key, limit = self.quota_counter(item.quota, item.key)
+            if key not in counters:
+                counters[key] = len(counters) + 1
+                params += [limit, item.quota.period_ms]
+            numbers.append(counters[key])
+        return keys + list(counters), [*params, *numbers, len(counters)]
+
     async def check(self, items: Sequence[CheckItem]) -> ItemResults[CheckDecision]:
         if not items:
             return []
-        keys = [item.key for item in items]
-        reply = await self._run("check", keys, _check_args(items), strictest([i.acks for i in items]))
+        keys, trailer = self._with_quotas(items)
+        reply = await self._run("check", keys, _check_args(items) + trailer, strictest([i.acks for i in items]))
         new = CheckDecision(CheckOutcome.NEW, reply[0], 0, RecordState.DONE)  # frozen: one serves every NEW item
-        return [new if item == 1 else _seen(*item) for item in reply[1:]]
+        return [new if item == 1 else _over_quota_or_seen(item) for item in reply[1:]]
 
     async def claim(self, items: Sequence[ClaimItem]) -> ItemResults[ClaimDecision]:
         args: list[Any] = []
         for item in items:
             args += [item.lease_ms, _flag(item.fingerprint_check), item.fingerprint, item.trace_context]
-        reply = await self._run("claim", [item.key for item in items], args, strictest([i.acks for i in items]))
+        keys, trailer = self._with_quotas(items)
+        reply = await self._run("claim", keys, args + trailer, strictest([i.acks for i in items]))
         return [
-            ClaimDecision(
+            QuotaExceeded()
+            if outcome == _CLAIM_OVER_QUOTA
+            else ClaimDecision(
                 outcome=ClaimOutcome(outcome),
                 fencing_token=token,
                 lease_expires_ms=lease_expires,

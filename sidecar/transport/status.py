@@ -13,6 +13,7 @@ from sidecar.domain.errors import (
     InvalidArgument,
     NamespaceNotFound,
     PermissionDenied,
+    QuotaExceeded,
     StoreError,
     StoreTimeout,
 )
@@ -22,6 +23,7 @@ _TABLE: tuple[tuple[type[DedupError], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (NamespaceNotFound, grpc.StatusCode.NOT_FOUND),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (QuotaExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StoreTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
     (StoreError, grpc.StatusCode.UNAVAILABLE),
 )

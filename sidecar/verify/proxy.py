@@ -8,10 +8,10 @@ Sits between the sidecar and Redis. Modes, switchable at any time:
   its reply is lost: the case that makes retried writes unsafe);
 - RESET: every open connection is closed with RST and new ones are reset at once.
 
-A TCP stream cannot lose bytes and carry on: when BLACKHOLE or HALF_OPEN ends (heal), every
-connection that dropped bytes is reset, as TCP would once it gave up retransmitting. Forwarding
-later bytes on such a connection would hand a pipelining client replies that belong to other
-requests, a fault no real network produces.
+A TCP stream never loses bytes and goes on: so when a fault that dropped bytes ends (heal, or
+a switch to another mode), every connection that lost bytes is reset, as TCP would after a
+partition long enough to give up. (Dropping and then resuming the same stream would hand a
+pipelining client replies that belong to other requests: no real network does that.)
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ class FaultProxy:
             await self._server.wait_closed()
 
     def set(self, mode: Mode, latency_s: float | None = None) -> None:
+        self._reset_lossy()
         self.mode = mode
         if latency_s is not None:
             self.latency_s = latency_s
@@ -88,10 +89,12 @@ class FaultProxy:
             self.reset_all()
 
     def heal(self) -> None:
-        """Back to PASS; connections that dropped bytes are reset (see the module docstring)."""
+        self._reset_lossy()
         self.mode = Mode.PASS
         self.latency_s = 0.0
-        for pair in list(self._lossy):
+
+    def _reset_lossy(self) -> None:
+        for pair in list(self._lossy & self._conns):
             for side in pair:
                 _abort(side)
             self._conns.discard(pair)
@@ -102,7 +105,6 @@ class FaultProxy:
             _abort(client)
             _abort(upstream)
         self._conns.clear()
-        self._lossy.clear()
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         if self.mode is Mode.RESET:
@@ -138,15 +140,12 @@ class FaultProxy:
                     self.dropped_bytes += len(chunk)
                     self._lossy.add(pair)
                     continue
-                if pair in self._lossy:
-                    break  # reset at heal: never forward after a gap
                 writer.write(chunk)
                 self.forwarded_bytes += len(chunk)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
-            self._lossy.discard(pair)
             if pair in self._conns:
                 self._conns.discard(pair)
                 for side in pair:

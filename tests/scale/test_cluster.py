@@ -160,3 +160,28 @@ async def test_no_wrong_outcome_across_failover_and_resharding(cluster: LocalClu
     print(f"\nanswers: {ledger.answers}, item errors by code: {dict(ledger.errors)}, ids: {len(ledger.confirmed)}")
     assert not ledger.wrong, ledger.wrong[:10]
     assert not ledger.uncertain
+
+
+async def test_quota_counters_are_per_slot_and_refuse_beyond_the_share(cluster: LocalCluster) -> None:
+    """ADR 0051: in Cluster each slot has its own counter with ceil(limit / 16384); with a limit of
+    16384 every slot admits one new record per period, so a second new id in a slot is refused."""
+    from redis.crc import key_slot
+
+    from sidecar.domain.keys import record_key
+
+    policies = {"namespaces": {"tenant": {"max_new_records": 16384, "quota_period": "1h"}}}
+    async with running_sidecar(cluster.url, policies) as sidecar:
+        prefix = sidecar.service._limits.key_prefix
+        by_slot: dict[int, list[bytes]] = {}
+        for n in range(200_000):  # two ids of one slot, and one id each of many other slots
+            ident = f"q{n}".encode()
+            by_slot.setdefault(key_slot(record_key(prefix, "tenant", ident).encode()), []).append(ident)
+            if any(len(v) >= 2 for v in by_slot.values()) and len(by_slot) >= 50:
+                break
+        pair = next(v for v in by_slot.values() if len(v) >= 2)
+        singles = [v[0] for v in by_slot.values() if len(v) == 1][:40]
+        items = [pb.CheckRequest(namespace="tenant", id=i) for i in [*singles, pair[0], pair[1]]]
+        reply = await sidecar.stub.CheckBatch(pb.CheckBatchRequest(items=items))
+        results = list(reply.results)
+        assert all(r.outcome == pb.CHECK_OUTCOME_NEW for r in results[:-1])
+        assert results[-1].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]

@@ -121,3 +121,23 @@ def test_open_mode_allows_everything_until_identities_are_configured() -> None:
     assert AccessRules().decide(Caller(), "check", "a", closed) is not None
     assert AccessRules().decide(Caller(("team-a",)), "check", "a", closed) is None
     assert AccessRules(admins=frozenset({"ops"})).decide(Caller(("ops",)), "check", "b", closed) is None
+
+
+async def test_denial_comes_before_validation_so_no_detail_leaks(redis_server: RedisProcess, tmp_path: Path) -> None:
+    """ADR 0052 §6: a caller who may not use `b` learns nothing about `b`'s bounds from bad input."""
+    settings = {"auth_tokens_dir": str(_tokens(tmp_path)), "admin_identities": "ops"}
+    async with (
+        secure_sidecar(redis_server.url, POLICIES, **settings) as sidecar,
+        grpc.aio.insecure_channel(sidecar.target) as channel,
+    ):
+        stub = dedup_pb2_grpc.DedupStub(channel)
+        for request in (
+            pb.CheckRequest(namespace="b", id=b""),
+            pb.CheckRequest(namespace="b", id=b"1", window_ms=10**12),
+            pb.CheckRequest(namespace="NOT valid", id=b"1"),
+        ):
+            assert _denied(await _call(stub, "Check", request, "token-of-a"))
+        # The same bad input in an allowed namespace is INVALID_ARGUMENT with details.
+        allowed = await _call(stub, "Check", pb.CheckRequest(namespace="a", id=b""), "token-of-a")
+        assert isinstance(allowed, grpc.aio.AioRpcError)
+        assert allowed.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -4,11 +4,14 @@
 -- ARGV[1] 'I' (per item): then per item (stride 5) window_ms, sliding, fingerprint check, fingerprint, trace context.
 -- Reply: {now_ms, item...}; item = 1 for NEW (first seen now_ms: nothing else to say, and a bare
 --   integer is cheaper to build and parse), else {outcome (2 DUPLICATE, 3 CONFLICT), first_seen_ms,
---   age_ms, state (2 IN_PROGRESS, 3 DONE), has_result, result, trace context of the original}
+--   age_ms, state (2 IN_PROGRESS, 3 DONE), has_result, result, trace context of the original},
+--   or {4} when the namespace's quota refuses a new record (nothing stored).
+-- ARGV ends with the quota trailer (prelude.lua's quota_gate), after everything above.
 local reply = {now_ms}
+local items, admit = quota_gate()
 local shared = ARGV[1] == 'S'
 local window, sliding, check_fp, trace = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
-for i = 1, #KEYS do
+for i = 1, items do
   local key, fingerprint = KEYS[i], ARGV[5 + i]
   if not shared then
     local base = 1 + (i - 1) * 5
@@ -16,7 +19,9 @@ for i = 1, #KEYS do
     fingerprint, trace = ARGV[base + 4], ARGV[base + 5]
   end
   local record = load(key)
-  if not record then
+  if not record and not admit(i) then
+    reply[i + 1] = {4}
+  elseif not record then
     local slide_ms = 0
     if sliding == '1' then slide_ms = window end
     save_mark(key, fingerprint, trace, slide_ms, window)

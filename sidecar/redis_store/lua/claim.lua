@@ -2,16 +2,20 @@
 -- ARGV per item (stride 4): lease_ms, fingerprint check (0|1), fingerprint, trace context.
 -- Reply: {now_ms, item...}; item = {outcome (1 ACQUIRED, 2 IN_PROGRESS, 3 DUPLICATE, 4 CONFLICT),
 --   fencing token, lease_expires_ms, retry_after_ms, first_seen_ms, age_ms, committed_ms,
---   has_result, result, trace context of the original}
+--   has_result, result, trace context of the original}; outcome 5 = over quota (nothing stored).
+-- ARGV ends with the quota trailer (prelude).
 -- The token is the server time in microseconds: the key is absent when a lease is
 -- granted, so the token must exceed every earlier holder's without reading one.
 local reply = {now_ms}
-for i = 1, #KEYS do
+local items, admit = quota_gate()
+for i = 1, items do
   local base = (i - 1) * 4
   local key, lease = KEYS[i], tonumber(ARGV[base + 1])
   local fingerprint, trace = ARGV[base + 3], ARGV[base + 4]
   local record = load(key)
-  if not record then
+  if not record and not admit(i) then
+    reply[i + 1] = {5, 0, 0, 0, 0, 0, 0, 0, '', ''}
+  elseif not record then
     save(key, {'P', now_us, now_ms, now_ms + lease, fingerprint, 0, '', trace, '', 0}, lease)
     reply[i + 1] = {1, now_us, now_ms + lease, 0, now_ms, 0, 0, 0, '', ''}
   elseif conflicts(record, fingerprint, ARGV[base + 2]) then

@@ -52,3 +52,29 @@ end
 local function slide(key, record)
   if record[1] == 'D' and record[10] > 0 then redis.call('PEXPIRE', key, record[10]) end
 end
+
+-- Quotas (check and claim only; ADR 0051). KEYS = the items' record keys, then Q quota
+-- counter keys; ARGV ends with a trailer read from the back: Q pairs (limit, period_ms),
+-- then one quota number per item (0 = none, else 1..Q), then Q itself. With Q = 0 the
+-- trailer is the single '0'. Returns the number of items and admit(i), which counts a new
+-- record of item i against its quota (a fixed window per counter key) and says whether
+-- it may be written.
+local function quota_gate()
+  local q = tonumber(ARGV[#ARGV])
+  local items = #KEYS - q
+  if q == 0 then return items, function() return true end end
+  local index_base = #ARGV - 1 - items
+  local param_base = index_base - 2 * q
+  return items, function(i)
+    local n = tonumber(ARGV[index_base + i])
+    if n == 0 then return true end
+    local key = KEYS[items + n]
+    local used = redis.call('INCR', key)
+    if used == 1 then redis.call('PEXPIRE', key, tonumber(ARGV[param_base + 2 * n])) end
+    if used > tonumber(ARGV[param_base + 2 * n - 1]) then
+      redis.call('DECR', key)
+      return false
+    end
+    return true
+  end
+end
