@@ -18,7 +18,7 @@ from tests.contract.conftest import REPO
 
 LANGUAGES = ("python", "go", "node", "java")
 PRESENT = [lang for lang in LANGUAGES if (REPO / "clients" / lang / "xlang.sh").is_file()]
-REQUIRED = {"python", "go"}
+REQUIRED = {"python", "go", "node", "java"}
 NAMESPACE = "contract"
 
 
