@@ -701,7 +701,14 @@ type ClaimRequest struct {
 	Id          []byte                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	Fingerprint []byte                 `protobuf:"bytes,3,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
 	// Lease length; 0 = policy default; must be within policy bounds.
-	LeaseMs       int64 `protobuf:"varint,4,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
+	LeaseMs int64 `protobuf:"varint,4,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
+	// Wait-for-result: when another holder's lease is live, wait up to wait_ms
+	// for it to end instead of answering IN_PROGRESS at once. The holder's
+	// Commit wakes the call (-> DUPLICATE with its result), its Release or lost
+	// lease (-> ACQUIRED); after wait_ms the answer is IN_PROGRESS. The wait
+	// also ends before the call's deadline. 0 = do not wait; at most the
+	// namespace policy's max_claim_wait (else INVALID_ARGUMENT).
+	WaitMs        int64 `protobuf:"varint,5,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -760,6 +767,13 @@ func (x *ClaimRequest) GetFingerprint() []byte {
 func (x *ClaimRequest) GetLeaseMs() int64 {
 	if x != nil {
 		return x.LeaseMs
+	}
+	return 0
+}
+
+func (x *ClaimRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
 	}
 	return 0
 }
@@ -1849,6 +1863,7 @@ type StreamRequest struct {
 	//	*StreamRequest_CheckBatch
 	//	*StreamRequest_ClaimBatch
 	//	*StreamRequest_CommitBatch
+	//	*StreamRequest_Renew
 	Request       isStreamRequest_Request `protobuf_oneof:"request"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1961,6 +1976,15 @@ func (x *StreamRequest) GetCommitBatch() *CommitBatchRequest {
 	return nil
 }
 
+func (x *StreamRequest) GetRenew() *RenewRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamRequest_Renew); ok {
+			return x.Renew
+		}
+	}
+	return nil
+}
+
 type isStreamRequest_Request interface {
 	isStreamRequest_Request()
 }
@@ -1993,6 +2017,10 @@ type StreamRequest_CommitBatch struct {
 	CommitBatch *CommitBatchRequest `protobuf:"bytes,8,opt,name=commit_batch,json=commitBatch,proto3,oneof"`
 }
 
+type StreamRequest_Renew struct {
+	Renew *RenewRequest `protobuf:"bytes,9,opt,name=renew,proto3,oneof"`
+}
+
 func (*StreamRequest_Check) isStreamRequest_Request() {}
 
 func (*StreamRequest_Claim) isStreamRequest_Request() {}
@@ -2007,6 +2035,8 @@ func (*StreamRequest_ClaimBatch) isStreamRequest_Request() {}
 
 func (*StreamRequest_CommitBatch) isStreamRequest_Request() {}
 
+func (*StreamRequest_Renew) isStreamRequest_Request() {}
+
 type StreamResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CorrelationId uint64                 `protobuf:"varint,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
@@ -2020,6 +2050,7 @@ type StreamResponse struct {
 	//	*StreamResponse_ClaimBatch
 	//	*StreamResponse_CommitBatch
 	//	*StreamResponse_Error
+	//	*StreamResponse_Renew
 	Response      isStreamResponse_Response `protobuf_oneof:"response"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2141,6 +2172,15 @@ func (x *StreamResponse) GetError() *ItemError {
 	return nil
 }
 
+func (x *StreamResponse) GetRenew() *RenewResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResponse_Renew); ok {
+			return x.Renew
+		}
+	}
+	return nil
+}
+
 type isStreamResponse_Response interface {
 	isStreamResponse_Response()
 }
@@ -2179,6 +2219,10 @@ type StreamResponse_Error struct {
 	Error *ItemError `protobuf:"bytes,9,opt,name=error,proto3,oneof"`
 }
 
+type StreamResponse_Renew struct {
+	Renew *RenewResponse `protobuf:"bytes,10,opt,name=renew,proto3,oneof"`
+}
+
 func (*StreamResponse_Check) isStreamResponse_Response() {}
 
 func (*StreamResponse_Claim) isStreamResponse_Response() {}
@@ -2194,6 +2238,8 @@ func (*StreamResponse_ClaimBatch) isStreamResponse_Response() {}
 func (*StreamResponse_CommitBatch) isStreamResponse_Response() {}
 
 func (*StreamResponse_Error) isStreamResponse_Response() {}
+
+func (*StreamResponse_Renew) isStreamResponse_Response() {}
 
 var File_dedup_v1_dedup_proto protoreflect.FileDescriptor
 
@@ -2221,12 +2267,13 @@ const file_dedup_v1_dedup_proto_rawDesc = "" +
 	"\bdegraded\x18\x06 \x01(\bR\bdegraded\x12=\n" +
 	"\x0eshadow_outcome\x18\a \x01(\x0e2\x16.dedup.v1.CheckOutcomeR\rshadowOutcome\x12)\n" +
 	"\x05error\x18\b \x01(\v2\x13.dedup.v1.ItemErrorR\x05errorB\t\n" +
-	"\a_result\"y\n" +
+	"\a_result\"\x92\x01\n" +
 	"\fClaimRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\fR\x02id\x12 \n" +
 	"\vfingerprint\x18\x03 \x01(\fR\vfingerprint\x12\x19\n" +
-	"\blease_ms\x18\x04 \x01(\x03R\aleaseMs\"\xdd\x03\n" +
+	"\blease_ms\x18\x04 \x01(\x03R\aleaseMs\x12\x17\n" +
+	"\await_ms\x18\x05 \x01(\x03R\x06waitMs\"\xdd\x03\n" +
 	"\rClaimResponse\x120\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x16.dedup.v1.ClaimOutcomeR\aoutcome\x12#\n" +
 	"\rfencing_token\x18\x02 \x01(\x04R\ffencingToken\x121\n" +
@@ -2303,7 +2350,7 @@ const file_dedup_v1_dedup_proto_rawDesc = "" +
 	"\x12CommitBatchRequest\x12-\n" +
 	"\x05items\x18\x01 \x03(\v2\x17.dedup.v1.CommitRequestR\x05items\"I\n" +
 	"\x13CommitBatchResponse\x122\n" +
-	"\aresults\x18\x01 \x03(\v2\x18.dedup.v1.CommitResponseR\aresults\"\xcd\x03\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.dedup.v1.CommitResponseR\aresults\"\xfd\x03\n" +
 	"\rStreamRequest\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\x04R\rcorrelationId\x12.\n" +
 	"\x05check\x18\x02 \x01(\v2\x16.dedup.v1.CheckRequestH\x00R\x05check\x12.\n" +
@@ -2314,8 +2361,9 @@ const file_dedup_v1_dedup_proto_rawDesc = "" +
 	"checkBatch\x12>\n" +
 	"\vclaim_batch\x18\a \x01(\v2\x1b.dedup.v1.ClaimBatchRequestH\x00R\n" +
 	"claimBatch\x12A\n" +
-	"\fcommit_batch\x18\b \x01(\v2\x1c.dedup.v1.CommitBatchRequestH\x00R\vcommitBatchB\t\n" +
-	"\arequest\"\x83\x04\n" +
+	"\fcommit_batch\x18\b \x01(\v2\x1c.dedup.v1.CommitBatchRequestH\x00R\vcommitBatch\x12.\n" +
+	"\x05renew\x18\t \x01(\v2\x16.dedup.v1.RenewRequestH\x00R\x05renewB\t\n" +
+	"\arequest\"\xb4\x04\n" +
 	"\x0eStreamResponse\x12%\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\x04R\rcorrelationId\x12/\n" +
 	"\x05check\x18\x02 \x01(\v2\x17.dedup.v1.CheckResponseH\x00R\x05check\x12/\n" +
@@ -2327,7 +2375,9 @@ const file_dedup_v1_dedup_proto_rawDesc = "" +
 	"\vclaim_batch\x18\a \x01(\v2\x1c.dedup.v1.ClaimBatchResponseH\x00R\n" +
 	"claimBatch\x12B\n" +
 	"\fcommit_batch\x18\b \x01(\v2\x1d.dedup.v1.CommitBatchResponseH\x00R\vcommitBatch\x12+\n" +
-	"\x05error\x18\t \x01(\v2\x13.dedup.v1.ItemErrorH\x00R\x05errorB\n" +
+	"\x05error\x18\t \x01(\v2\x13.dedup.v1.ItemErrorH\x00R\x05error\x12/\n" +
+	"\x05renew\x18\n" +
+	" \x01(\v2\x17.dedup.v1.RenewResponseH\x00R\x05renewB\n" +
 	"\n" +
 	"\bresponse*y\n" +
 	"\vRecordState\x12\x1c\n" +
@@ -2457,41 +2507,43 @@ var file_dedup_v1_dedup_proto_depIdxs = []int32{
 	23, // 27: dedup.v1.StreamRequest.check_batch:type_name -> dedup.v1.CheckBatchRequest
 	25, // 28: dedup.v1.StreamRequest.claim_batch:type_name -> dedup.v1.ClaimBatchRequest
 	27, // 29: dedup.v1.StreamRequest.commit_batch:type_name -> dedup.v1.CommitBatchRequest
-	10, // 30: dedup.v1.StreamResponse.check:type_name -> dedup.v1.CheckResponse
-	12, // 31: dedup.v1.StreamResponse.claim:type_name -> dedup.v1.ClaimResponse
-	14, // 32: dedup.v1.StreamResponse.commit:type_name -> dedup.v1.CommitResponse
-	16, // 33: dedup.v1.StreamResponse.release:type_name -> dedup.v1.ReleaseResponse
-	24, // 34: dedup.v1.StreamResponse.check_batch:type_name -> dedup.v1.CheckBatchResponse
-	26, // 35: dedup.v1.StreamResponse.claim_batch:type_name -> dedup.v1.ClaimBatchResponse
-	28, // 36: dedup.v1.StreamResponse.commit_batch:type_name -> dedup.v1.CommitBatchResponse
-	7,  // 37: dedup.v1.StreamResponse.error:type_name -> dedup.v1.ItemError
-	9,  // 38: dedup.v1.Dedup.Check:input_type -> dedup.v1.CheckRequest
-	11, // 39: dedup.v1.Dedup.Claim:input_type -> dedup.v1.ClaimRequest
-	13, // 40: dedup.v1.Dedup.Commit:input_type -> dedup.v1.CommitRequest
-	15, // 41: dedup.v1.Dedup.Release:input_type -> dedup.v1.ReleaseRequest
-	17, // 42: dedup.v1.Dedup.Renew:input_type -> dedup.v1.RenewRequest
-	19, // 43: dedup.v1.Dedup.Inspect:input_type -> dedup.v1.InspectRequest
-	21, // 44: dedup.v1.Dedup.Forget:input_type -> dedup.v1.ForgetRequest
-	23, // 45: dedup.v1.Dedup.CheckBatch:input_type -> dedup.v1.CheckBatchRequest
-	25, // 46: dedup.v1.Dedup.ClaimBatch:input_type -> dedup.v1.ClaimBatchRequest
-	27, // 47: dedup.v1.Dedup.CommitBatch:input_type -> dedup.v1.CommitBatchRequest
-	29, // 48: dedup.v1.Dedup.Stream:input_type -> dedup.v1.StreamRequest
-	10, // 49: dedup.v1.Dedup.Check:output_type -> dedup.v1.CheckResponse
-	12, // 50: dedup.v1.Dedup.Claim:output_type -> dedup.v1.ClaimResponse
-	14, // 51: dedup.v1.Dedup.Commit:output_type -> dedup.v1.CommitResponse
-	16, // 52: dedup.v1.Dedup.Release:output_type -> dedup.v1.ReleaseResponse
-	18, // 53: dedup.v1.Dedup.Renew:output_type -> dedup.v1.RenewResponse
-	20, // 54: dedup.v1.Dedup.Inspect:output_type -> dedup.v1.InspectResponse
-	22, // 55: dedup.v1.Dedup.Forget:output_type -> dedup.v1.ForgetResponse
-	24, // 56: dedup.v1.Dedup.CheckBatch:output_type -> dedup.v1.CheckBatchResponse
-	26, // 57: dedup.v1.Dedup.ClaimBatch:output_type -> dedup.v1.ClaimBatchResponse
-	28, // 58: dedup.v1.Dedup.CommitBatch:output_type -> dedup.v1.CommitBatchResponse
-	30, // 59: dedup.v1.Dedup.Stream:output_type -> dedup.v1.StreamResponse
-	49, // [49:60] is the sub-list for method output_type
-	38, // [38:49] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	17, // 30: dedup.v1.StreamRequest.renew:type_name -> dedup.v1.RenewRequest
+	10, // 31: dedup.v1.StreamResponse.check:type_name -> dedup.v1.CheckResponse
+	12, // 32: dedup.v1.StreamResponse.claim:type_name -> dedup.v1.ClaimResponse
+	14, // 33: dedup.v1.StreamResponse.commit:type_name -> dedup.v1.CommitResponse
+	16, // 34: dedup.v1.StreamResponse.release:type_name -> dedup.v1.ReleaseResponse
+	24, // 35: dedup.v1.StreamResponse.check_batch:type_name -> dedup.v1.CheckBatchResponse
+	26, // 36: dedup.v1.StreamResponse.claim_batch:type_name -> dedup.v1.ClaimBatchResponse
+	28, // 37: dedup.v1.StreamResponse.commit_batch:type_name -> dedup.v1.CommitBatchResponse
+	7,  // 38: dedup.v1.StreamResponse.error:type_name -> dedup.v1.ItemError
+	18, // 39: dedup.v1.StreamResponse.renew:type_name -> dedup.v1.RenewResponse
+	9,  // 40: dedup.v1.Dedup.Check:input_type -> dedup.v1.CheckRequest
+	11, // 41: dedup.v1.Dedup.Claim:input_type -> dedup.v1.ClaimRequest
+	13, // 42: dedup.v1.Dedup.Commit:input_type -> dedup.v1.CommitRequest
+	15, // 43: dedup.v1.Dedup.Release:input_type -> dedup.v1.ReleaseRequest
+	17, // 44: dedup.v1.Dedup.Renew:input_type -> dedup.v1.RenewRequest
+	19, // 45: dedup.v1.Dedup.Inspect:input_type -> dedup.v1.InspectRequest
+	21, // 46: dedup.v1.Dedup.Forget:input_type -> dedup.v1.ForgetRequest
+	23, // 47: dedup.v1.Dedup.CheckBatch:input_type -> dedup.v1.CheckBatchRequest
+	25, // 48: dedup.v1.Dedup.ClaimBatch:input_type -> dedup.v1.ClaimBatchRequest
+	27, // 49: dedup.v1.Dedup.CommitBatch:input_type -> dedup.v1.CommitBatchRequest
+	29, // 50: dedup.v1.Dedup.Stream:input_type -> dedup.v1.StreamRequest
+	10, // 51: dedup.v1.Dedup.Check:output_type -> dedup.v1.CheckResponse
+	12, // 52: dedup.v1.Dedup.Claim:output_type -> dedup.v1.ClaimResponse
+	14, // 53: dedup.v1.Dedup.Commit:output_type -> dedup.v1.CommitResponse
+	16, // 54: dedup.v1.Dedup.Release:output_type -> dedup.v1.ReleaseResponse
+	18, // 55: dedup.v1.Dedup.Renew:output_type -> dedup.v1.RenewResponse
+	20, // 56: dedup.v1.Dedup.Inspect:output_type -> dedup.v1.InspectResponse
+	22, // 57: dedup.v1.Dedup.Forget:output_type -> dedup.v1.ForgetResponse
+	24, // 58: dedup.v1.Dedup.CheckBatch:output_type -> dedup.v1.CheckBatchResponse
+	26, // 59: dedup.v1.Dedup.ClaimBatch:output_type -> dedup.v1.ClaimBatchResponse
+	28, // 60: dedup.v1.Dedup.CommitBatch:output_type -> dedup.v1.CommitBatchResponse
+	30, // 61: dedup.v1.Dedup.Stream:output_type -> dedup.v1.StreamResponse
+	51, // [51:62] is the sub-list for method output_type
+	40, // [40:51] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_dedup_v1_dedup_proto_init() }
@@ -2511,6 +2563,7 @@ func file_dedup_v1_dedup_proto_init() {
 		(*StreamRequest_CheckBatch)(nil),
 		(*StreamRequest_ClaimBatch)(nil),
 		(*StreamRequest_CommitBatch)(nil),
+		(*StreamRequest_Renew)(nil),
 	}
 	file_dedup_v1_dedup_proto_msgTypes[23].OneofWrappers = []any{
 		(*StreamResponse_Check)(nil),
@@ -2521,6 +2574,7 @@ func file_dedup_v1_dedup_proto_init() {
 		(*StreamResponse_ClaimBatch)(nil),
 		(*StreamResponse_CommitBatch)(nil),
 		(*StreamResponse_Error)(nil),
+		(*StreamResponse_Renew)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -74,7 +74,7 @@ type DedupClient interface {
 	ClaimBatch(ctx context.Context, in *ClaimBatchRequest, opts ...grpc.CallOption) (*ClaimBatchResponse, error)
 	// CommitBatch is Commit for up to max_batch items; one result per item, in order.
 	CommitBatch(ctx context.Context, in *CommitBatchRequest, opts ...grpc.CallOption) (*CommitBatchResponse, error)
-	// Stream carries Check/Claim/Commit/Release requests (single or batched) on one
+	// Stream carries Check/Claim/Commit/Release/Renew requests (single or batched) on one
 	// long-lived bidirectional stream; every response echoes its request's
 	// correlation_id. Responses may arrive out of request order.
 	Stream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
@@ -229,7 +229,7 @@ type DedupServer interface {
 	ClaimBatch(context.Context, *ClaimBatchRequest) (*ClaimBatchResponse, error)
 	// CommitBatch is Commit for up to max_batch items; one result per item, in order.
 	CommitBatch(context.Context, *CommitBatchRequest) (*CommitBatchResponse, error)
-	// Stream carries Check/Claim/Commit/Release requests (single or batched) on one
+	// Stream carries Check/Claim/Commit/Release/Renew requests (single or batched) on one
 	// long-lived bidirectional stream; every response echoes its request's
 	// correlation_id. Responses may arrive out of request order.
 	Stream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error

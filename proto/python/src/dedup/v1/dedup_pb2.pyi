@@ -327,11 +327,20 @@ class ClaimRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     FINGERPRINT_FIELD_NUMBER: _builtins.int
     LEASE_MS_FIELD_NUMBER: _builtins.int
+    WAIT_MS_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     id: _builtins.bytes
     fingerprint: _builtins.bytes
     lease_ms: _builtins.int
     """Lease length; 0 = policy default; must be within policy bounds."""
+    wait_ms: _builtins.int
+    """Wait-for-result: when another holder's lease is live, wait up to wait_ms
+    for it to end instead of answering IN_PROGRESS at once. The holder's
+    Commit wakes the call (-> DUPLICATE with its result), its Release or lost
+    lease (-> ACQUIRED); after wait_ms the answer is IN_PROGRESS. The wait
+    also ends before the call's deadline. 0 = do not wait; at most the
+    namespace policy's max_claim_wait (else INVALID_ARGUMENT).
+    """
     def __init__(
         self,
         *,
@@ -339,10 +348,11 @@ class ClaimRequest(_message.Message):
         id: _builtins.bytes = ...,
         fingerprint: _builtins.bytes = ...,
         lease_ms: _builtins.int = ...,
+        wait_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "id", b"id", "lease_ms", b"lease_ms", "namespace", b"namespace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fingerprint", b"fingerprint", "id", b"id", "lease_ms", b"lease_ms", "namespace", b"namespace", "wait_ms", b"wait_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -827,6 +837,7 @@ class StreamRequest(_message.Message):
     CHECK_BATCH_FIELD_NUMBER: _builtins.int
     CLAIM_BATCH_FIELD_NUMBER: _builtins.int
     COMMIT_BATCH_FIELD_NUMBER: _builtins.int
+    RENEW_FIELD_NUMBER: _builtins.int
     correlation_id: _builtins.int
     """Echoed on the response; chosen by the client."""
     @_builtins.property
@@ -843,6 +854,8 @@ class StreamRequest(_message.Message):
     def claim_batch(self) -> Global___ClaimBatchRequest: ...
     @_builtins.property
     def commit_batch(self) -> Global___CommitBatchRequest: ...
+    @_builtins.property
+    def renew(self) -> Global___RenewRequest: ...
     def __init__(
         self,
         *,
@@ -854,12 +867,13 @@ class StreamRequest(_message.Message):
         check_batch: Global___CheckBatchRequest | None = ...,
         claim_batch: Global___ClaimBatchRequest | None = ...,
         commit_batch: Global___CommitBatchRequest | None = ...,
+        renew: Global___RenewRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "check_batch", b"check_batch", "claim", b"claim", "claim_batch", b"claim_batch", "commit", b"commit", "commit_batch", b"commit_batch", "release", b"release", "request", b"request"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "check_batch", b"check_batch", "claim", b"claim", "claim_batch", b"claim_batch", "commit", b"commit", "commit_batch", b"commit_batch", "release", b"release", "renew", b"renew", "request", b"request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "check_batch", b"check_batch", "claim", b"claim", "claim_batch", b"claim_batch", "commit", b"commit", "commit_batch", b"commit_batch", "correlation_id", b"correlation_id", "release", b"release", "request", b"request"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "check_batch", b"check_batch", "claim", b"claim", "claim_batch", b"claim_batch", "commit", b"commit", "commit_batch", b"commit_batch", "correlation_id", b"correlation_id", "release", b"release", "renew", b"renew", "request", b"request"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["check", "claim", "commit", "release", "check_batch", "claim_batch", "commit_batch"]  # noqa: Y015
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["check", "claim", "commit", "release", "check_batch", "claim_batch", "commit_batch", "renew"]  # noqa: Y015
     _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
 
@@ -878,6 +892,7 @@ class StreamResponse(_message.Message):
     CLAIM_BATCH_FIELD_NUMBER: _builtins.int
     COMMIT_BATCH_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    RENEW_FIELD_NUMBER: _builtins.int
     correlation_id: _builtins.int
     @_builtins.property
     def check(self) -> Global___CheckResponse: ...
@@ -899,6 +914,8 @@ class StreamResponse(_message.Message):
         the stream stays open.
         """
 
+    @_builtins.property
+    def renew(self) -> Global___RenewResponse: ...
     def __init__(
         self,
         *,
@@ -911,12 +928,13 @@ class StreamResponse(_message.Message):
         claim_batch: Global___ClaimBatchResponse | None = ...,
         commit_batch: Global___CommitBatchResponse | None = ...,
         error: Global___ItemError | None = ...,
+        renew: Global___RenewResponse | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "check_batch", b"check_batch", "claim", b"claim", "claim_batch", b"claim_batch", "commit", b"commit", "commit_batch", b"commit_batch", "error", b"error", "release", b"release", "response", b"response"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "check_batch", b"check_batch", "claim", b"claim", "claim_batch", b"claim_batch", "commit", b"commit", "commit_batch", b"commit_batch", "error", b"error", "release", b"release", "renew", b"renew", "response", b"response"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "check_batch", b"check_batch", "claim", b"claim", "claim_batch", b"claim_batch", "commit", b"commit", "commit_batch", b"commit_batch", "correlation_id", b"correlation_id", "error", b"error", "release", b"release", "response", b"response"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check", b"check", "check_batch", b"check_batch", "claim", b"claim", "claim_batch", b"claim_batch", "commit", b"commit", "commit_batch", b"commit_batch", "correlation_id", b"correlation_id", "error", b"error", "release", b"release", "renew", b"renew", "response", b"response"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["check", "claim", "commit", "release", "check_batch", "claim_batch", "commit_batch", "error"]  # noqa: Y015
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["check", "claim", "commit", "release", "check_batch", "claim_batch", "commit_batch", "error", "renew"]  # noqa: Y015
     _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
 

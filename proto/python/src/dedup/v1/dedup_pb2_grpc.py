@@ -169,7 +169,7 @@ class DedupServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Stream(self, request_iterator, context):
-        """Stream carries Check/Claim/Commit/Release requests (single or batched) on one
+        """Stream carries Check/Claim/Commit/Release/Renew requests (single or batched) on one
         long-lived bidirectional stream; every response echoes its request's
         correlation_id. Responses may arrive out of request order.
         """

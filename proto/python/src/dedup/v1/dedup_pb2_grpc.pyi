@@ -70,7 +70,7 @@ class DedupStub:
     CommitBatch: _grpc.UnaryUnaryMultiCallable[_dedup_pb2.CommitBatchRequest, _dedup_pb2.CommitBatchResponse]
     """CommitBatch is Commit for up to max_batch items; one result per item, in order."""
     Stream: _grpc.StreamStreamMultiCallable[_dedup_pb2.StreamRequest, _dedup_pb2.StreamResponse]
-    """Stream carries Check/Claim/Commit/Release requests (single or batched) on one
+    """Stream carries Check/Claim/Commit/Release/Renew requests (single or batched) on one
     long-lived bidirectional stream; every response echoes its request's
     correlation_id. Responses may arrive out of request order.
     """
@@ -104,7 +104,7 @@ class DedupAsyncStub(DedupStub):
     CommitBatch: _aio.UnaryUnaryMultiCallable[_dedup_pb2.CommitBatchRequest, _dedup_pb2.CommitBatchResponse]  # type: ignore[assignment]
     """CommitBatch is Commit for up to max_batch items; one result per item, in order."""
     Stream: _aio.StreamStreamMultiCallable[_dedup_pb2.StreamRequest, _dedup_pb2.StreamResponse]  # type: ignore[assignment]
-    """Stream carries Check/Claim/Commit/Release requests (single or batched) on one
+    """Stream carries Check/Claim/Commit/Release/Renew requests (single or batched) on one
     long-lived bidirectional stream; every response echoes its request's
     correlation_id. Responses may arrive out of request order.
     """
@@ -201,7 +201,7 @@ class DedupServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_dedup_pb2.StreamRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_dedup_pb2.StreamResponse], _abc.AsyncIterator[_dedup_pb2.StreamResponse]]:
-        """Stream carries Check/Claim/Commit/Release requests (single or batched) on one
+        """Stream carries Check/Claim/Commit/Release/Renew requests (single or batched) on one
         long-lived bidirectional stream; every response echoes its request's
         correlation_id. Responses may arrive out of request order.
         """

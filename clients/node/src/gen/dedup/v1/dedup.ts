@@ -154,6 +154,15 @@ export interface ClaimRequest {
   fingerprint: Buffer;
   /** Lease length; 0 = policy default; must be within policy bounds. */
   leaseMs: bigint;
+  /**
+   * Wait-for-result: when another holder's lease is live, wait up to wait_ms
+   * for it to end instead of answering IN_PROGRESS at once. The holder's
+   * Commit wakes the call (-> DUPLICATE with its result), its Release or lost
+   * lease (-> ACQUIRED); after wait_ms the answer is IN_PROGRESS. The wait
+   * also ends before the call's deadline. 0 = do not wait; at most the
+   * namespace policy's max_claim_wait (else INVALID_ARGUMENT).
+   */
+  waitMs: bigint;
 }
 
 export interface ClaimResponse {
@@ -292,6 +301,7 @@ export interface StreamRequest {
     | { $case: "checkBatch"; value: CheckBatchRequest }
     | { $case: "claimBatch"; value: ClaimBatchRequest }
     | { $case: "commitBatch"; value: CommitBatchRequest }
+    | { $case: "renew"; value: RenewRequest }
     | undefined;
 }
 
@@ -311,6 +321,7 @@ export interface StreamResponse {
      * the stream stays open.
      */
     { $case: "error"; value: ItemError }
+    | { $case: "renew"; value: RenewResponse }
     | undefined;
 }
 
@@ -713,7 +724,7 @@ export const CheckResponse: MessageFns<CheckResponse> = {
 };
 
 function createBaseClaimRequest(): ClaimRequest {
-  return { namespace: "", id: Buffer.alloc(0), fingerprint: Buffer.alloc(0), leaseMs: 0n };
+  return { namespace: "", id: Buffer.alloc(0), fingerprint: Buffer.alloc(0), leaseMs: 0n, waitMs: 0n };
 }
 
 export const ClaimRequest: MessageFns<ClaimRequest> = {
@@ -732,6 +743,12 @@ export const ClaimRequest: MessageFns<ClaimRequest> = {
         throw new globalThis.Error("value provided for field message.leaseMs of type int64 too large");
       }
       writer.uint32(32).int64(message.leaseMs);
+    }
+    if (message.waitMs !== 0n) {
+      if (BigInt.asIntN(64, message.waitMs) !== message.waitMs) {
+        throw new globalThis.Error("value provided for field message.waitMs of type int64 too large");
+      }
+      writer.uint32(40).int64(message.waitMs);
     }
     return writer;
   },
@@ -781,6 +798,14 @@ export const ClaimRequest: MessageFns<ClaimRequest> = {
             message.leaseMs = reader.int64() as bigint;
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.waitMs = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -802,6 +827,7 @@ export const ClaimRequest: MessageFns<ClaimRequest> = {
     message.id = object.id ?? Buffer.alloc(0);
     message.fingerprint = object.fingerprint ?? Buffer.alloc(0);
     message.leaseMs = (object.leaseMs !== undefined && object.leaseMs !== null) ? BigInt(object.leaseMs) : 0n;
+    message.waitMs = (object.waitMs !== undefined && object.waitMs !== null) ? BigInt(object.waitMs) : 0n;
     return message;
   },
 };
@@ -2359,6 +2385,9 @@ export const StreamRequest: MessageFns<StreamRequest> = {
       case "commitBatch":
         CommitBatchRequest.encode(message.request.value, writer.uint32(66).fork()).join();
         break;
+      case "renew":
+        RenewRequest.encode(message.request.value, writer.uint32(74).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2440,6 +2469,14 @@ export const StreamRequest: MessageFns<StreamRequest> = {
             message.request = { $case: "commitBatch", value: CommitBatchRequest.decode(reader, reader.uint32()) };
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.request = { $case: "renew", value: RenewRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2503,6 +2540,12 @@ export const StreamRequest: MessageFns<StreamRequest> = {
         }
         break;
       }
+      case "renew": {
+        if (object.request?.value !== undefined && object.request?.value !== null) {
+          message.request = { $case: "renew", value: RenewRequest.fromPartial(object.request.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -2544,6 +2587,9 @@ export const StreamResponse: MessageFns<StreamResponse> = {
         break;
       case "error":
         ItemError.encode(message.response.value, writer.uint32(74).fork()).join();
+        break;
+      case "renew":
+        RenewResponse.encode(message.response.value, writer.uint32(82).fork()).join();
         break;
     }
     return writer;
@@ -2634,6 +2680,14 @@ export const StreamResponse: MessageFns<StreamResponse> = {
             message.response = { $case: "error", value: ItemError.decode(reader, reader.uint32()) };
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.response = { $case: "renew", value: RenewResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2700,6 +2754,12 @@ export const StreamResponse: MessageFns<StreamResponse> = {
       case "error": {
         if (object.response?.value !== undefined && object.response?.value !== null) {
           message.response = { $case: "error", value: ItemError.fromPartial(object.response.value) };
+        }
+        break;
+      }
+      case "renew": {
+        if (object.response?.value !== undefined && object.response?.value !== null) {
+          message.response = { $case: "renew", value: RenewResponse.fromPartial(object.response.value) };
         }
         break;
       }
@@ -2816,7 +2876,7 @@ export const DedupService = {
     responseDeserialize: (value: Buffer): CommitBatchResponse => CommitBatchResponse.decode(value),
   },
   /**
-   * Stream carries Check/Claim/Commit/Release requests (single or batched) on one
+   * Stream carries Check/Claim/Commit/Release/Renew requests (single or batched) on one
    * long-lived bidirectional stream; every response echoes its request's
    * correlation_id. Responses may arrive out of request order.
    */
@@ -2857,7 +2917,7 @@ export interface DedupServer extends UntypedServiceImplementation {
   /** CommitBatch is Commit for up to max_batch items; one result per item, in order. */
   commitBatch: handleUnaryCall<CommitBatchRequest, CommitBatchResponse>;
   /**
-   * Stream carries Check/Claim/Commit/Release requests (single or batched) on one
+   * Stream carries Check/Claim/Commit/Release/Renew requests (single or batched) on one
    * long-lived bidirectional stream; every response echoes its request's
    * correlation_id. Responses may arrive out of request order.
    */
@@ -3030,7 +3090,7 @@ export interface DedupClient extends Client {
     callback: (error: ServiceError | null, response: CommitBatchResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Stream carries Check/Claim/Commit/Release requests (single or batched) on one
+   * Stream carries Check/Claim/Commit/Release/Renew requests (single or batched) on one
    * long-lived bidirectional stream; every response echoes its request's
    * correlation_id. Responses may arrive out of request order.
    */
