@@ -44,6 +44,7 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
             "claim": self._stream_claim,
             "commit": self._stream_commit,
             "release": self._stream_release,
+            "renew": self._stream_renew,
             "check_batch": lambda body, budget: self._check_batch(body, budget, None),
             "claim_batch": lambda body, budget: self._claim_batch(body, budget, None),
             "commit_batch": lambda body, budget: self._commit_batch(body, budget, None),
@@ -156,6 +157,9 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
 
     async def _stream_release(self, m: pb.ReleaseRequest, budget_s: float) -> pb.ReleaseResponse:
         return convert.release_response(await self._service.release(convert.release_request(m), timeout_s=budget_s))
+
+    async def _stream_renew(self, m: pb.RenewRequest, budget_s: float) -> pb.RenewResponse:
+        return convert.renew_response(await self._service.renew(convert.renew_request(m), timeout_s=budget_s))
 
     async def _stream_one(self, m: pb.StreamRequest) -> pb.StreamResponse:
         """One stream message, answered like the unary call; errors become `error`."""
