@@ -86,9 +86,9 @@ class StoreGate:
             return self.safe
 
 
-def _start_telemetry(settings: Settings, policies: PolicyFile) -> Telemetry:
+def _start_telemetry(settings: Settings, policies: PolicyFile, waiters: ClaimWaiters) -> Telemetry:
     try:
-        telemetry = start_telemetry(policies, settings.metrics_listen)
+        telemetry = start_telemetry(policies, settings.metrics_listen, waiters=waiters)
     except (TelemetryConfigError, OSError, ValueError) as err:
         raise StartupError(f"cannot start telemetry: {err}", EXIT_CONFIG) from err
     log.info("telemetry", extra=telemetry.report())
@@ -146,8 +146,8 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     except StoreError as err:
         log.warning("store not reachable at startup (%s); serving NOT_SERVING until it is", err)
 
-    telemetry = _start_telemetry(settings, policies)
     waiters = ClaimWaiters(settings.max_claim_waiters)
+    telemetry = _start_telemetry(settings, policies, waiters)
     service = DedupService(
         store, policies, ServiceLimits(settings.max_batch, settings.key_prefix), telemetry.observer, waiters
     )

@@ -16,6 +16,7 @@ from tests.support.inprocess import RunningSidecar, running_sidecar
 from tests.support.redis_server import RedisProcess
 from tests.support.sidecar_process import SidecarProcess
 from tests.support.statuses import field_violations
+from tests.telemetry.test_metrics import scrape, values
 
 NS = "orders"
 
@@ -243,3 +244,29 @@ async def test_a_commit_through_another_sidecar_process_wakes_the_waiter(
             assert answer.result == b"from-b"
     finally:
         other.stop()
+
+
+async def test_waits_are_exported_as_metrics(redis_server: RedisProcess, key_prefix: str) -> None:
+    process = SidecarProcess(
+        ["--redis-url", redis_server.url, "--key-prefix", key_prefix, "--metrics-listen", "127.0.0.1:0"]
+    ).start()
+    try:
+        url = str(process.wait_log(lambda e: e.get("msg") == "telemetry")["metrics_url"])
+        async with grpc.aio.insecure_channel(process.target) as channel:
+            stub = dedup_pb2_grpc.DedupStub(channel)
+            holder = await stub.Claim(claim(b"w1", lease_ms=60_000))
+            waiter = asyncio.ensure_future(stub.Claim(claim(b"w1", wait_ms=20_000), timeout=30))
+            deadline = time.monotonic() + 10
+            while values(scrape(url), "dedup_claim_waiters") != {frozenset(): 1.0}:
+                assert time.monotonic() < deadline, "the waiter never showed in dedup_claim_waiters"
+                await asyncio.sleep(0.02)
+            await stub.Commit(pb.CommitRequest(namespace=NS, id=b"w1", fencing_token=holder.fencing_token))
+            assert (await waiter).outcome == pb.CLAIM_OUTCOME_DUPLICATE
+            await stub.Claim(claim(b"w1", wait_ms=1_000))  # a DUPLICATE at once: no wait, not counted
+        samples = scrape(url)
+        assert values(samples, "dedup_claim_waiters") == {frozenset(): 0.0}
+        assert values(samples, "dedup_claim_wait_total") == {
+            frozenset({("namespace", "default"), ("ended", "committed")}): 1.0
+        }
+    finally:
+        process.stop()
