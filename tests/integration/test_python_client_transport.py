@@ -231,6 +231,7 @@ class StreamScript(Scripted):
     def Stream(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
         with self.lock:
             self.streams += 1
+            self.metadata.append({k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
         for m in request_iterator:
             kind = m.WhichOneof("request")
             body = getattr(m, kind)
@@ -391,3 +392,16 @@ def test_closing_the_client_leaves_no_stream_threads(scripted_stream: tuple[Stre
         with DedupClient(target) as client:
             client.check("ns", "x")
     assert not [t for t in threading.enumerate() if t.name == "dedup-stream"]
+
+
+def test_the_stream_carries_static_metadata_not_one_call_s_trace(scripted_stream: tuple[StreamScript, str]) -> None:
+    """One stream serves many traces: its messages must not claim the trace of the call that opened it."""
+    servicer, target = scripted_stream
+    tracer = TracerProvider().get_tracer("test")
+    with (
+        DedupClient(target, metadata=[("authorization", "Bearer t0k")]) as client,
+        tracer.start_as_current_span("consume"),
+    ):
+        client.check("ns", "id")
+    assert servicer.metadata[-1]["authorization"] == "Bearer t0k"
+    assert "traceparent" not in servicer.metadata[-1]

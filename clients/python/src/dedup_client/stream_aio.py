@@ -23,8 +23,6 @@ from dedup.v1 import dedup_pb2_grpc
 from dedup_client.errors import DedupError, make_error
 from dedup_client.streaming import Answer, Framer, Pending, release_request, stream_failure
 
-Metadata = Callable[[], Sequence[tuple[str, str]]]
-
 
 class _Session:
     """One open Stream: a queue of calls to send, a writer and a reader task."""
@@ -101,9 +99,14 @@ class _Session:
 
 
 class AioStream:
-    """The client's stream, opened lazily (inside the running loop) and reopened after a break."""
+    """The client's stream, opened lazily (inside the running loop) and reopened after a break.
 
-    def __init__(self, stub: dedup_pb2_grpc.DedupStub, metadata: Metadata, wait_for_ready: bool) -> None:
+    It carries the client's static `metadata` only (see stream_sync.SyncStream).
+    """
+
+    def __init__(
+        self, stub: dedup_pb2_grpc.DedupStub, metadata: Sequence[tuple[str, str]], wait_for_ready: bool
+    ) -> None:
         self._stub = stub
         self._metadata = metadata
         self._wait_for_ready = wait_for_ready
@@ -141,7 +144,7 @@ class AioStream:
             session = self._session
             if session is None or session.broken:  # a broken session's tasks end by themselves
                 session = self._session = _Session(
-                    self._stub, self._metadata(), self._wait_for_ready, self._release_orphan, self._refused
+                    self._stub, self._metadata, self._wait_for_ready, self._release_orphan, self._refused
                 )
             if session.submit(call):
                 return
