@@ -191,8 +191,11 @@ def test_renewal_notices_a_lost_lease(client: DedupClient) -> None:
     id = fresh_id()
     with once.attempt(id) as attempt:
         assert attempt.acquired
+        assert attempt.lease is not None
+        assert not attempt.lease.wait_lost(timeout=0.05)  # still held
         client.forget(NS, id)  # an operator deletes the record under the holder
-        wait_until(lambda: attempt.lease_lost)
+        assert attempt.lease.wait_lost(timeout=5)  # the next renewal finds it gone
+        assert attempt.lease_lost
     assert attempt.outcome.status is Status.PROCESSED  # the record was absent: re-claimed and committed
 
 
