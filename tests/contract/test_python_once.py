@@ -18,6 +18,7 @@ from dedup_client import (
     ClaimOutcome,
     DedupClient,
     EffectivelyOnce,
+    InvalidArgumentError,
     Lease,
     LeaseLostError,
     RecordState,
@@ -370,3 +371,22 @@ async def test_asyncio_lease_sees_loss_and_ensure_fails(contract_harness: Harnes
         with pytest.raises(KeyError):
             await once.run(fresh_id(), failing)
         assert not [t for t in asyncio.all_tasks() if t.get_name() == "dedup-renew"]
+
+
+async def test_one_callers_bad_input_does_not_fail_coalesced_neighbours(contract_harness: Harness) -> None:
+    """The sidecar refuses a batch with one bad item as a whole; the stream re-sends the calls one by one."""
+    import asyncio
+
+    async with AsyncDedupClient(contract_harness.target) as client:
+        await client.check(NS, fresh_id())  # the stream is open
+        good = [fresh_id() for _ in range(5)]
+        results = await asyncio.gather(
+            *(client.claim(NS, id) for id in good[:2]),
+            client.claim(NS, ""),
+            *(client.claim(NS, id) for id in good[2:]),
+            return_exceptions=True,
+        )
+    bad = results.pop(2)
+    assert isinstance(bad, InvalidArgumentError)
+    assert [v.field for v in bad.field_violations] == ["id"]
+    assert all(getattr(r, "acquired", False) for r in results), results

@@ -38,7 +38,7 @@ class _Session:
         self._on_refused = on_refused
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
         self.broken = False
-        self._framer = Framer(on_orphan)
+        self._framer = Framer(on_orphan, self._resend)
         open_stream: Any = stub.Stream  # called without a request iterator: written with write()
         self._call: Any = open_stream(metadata=tuple(metadata), wait_for_ready=wait_for_ready)
         self._writer = asyncio.create_task(self._write(), name="dedup-stream-writer")
@@ -49,6 +49,11 @@ class _Session:
             return False
         self._queue.put_nowait(call)
         return True
+
+    def _resend(self, calls: list[Pending]) -> None:
+        for call in calls:
+            if not self.submit(call):
+                call.settle(make_error(grpc.StatusCode.UNAVAILABLE, "stream broken"))
 
     async def _write(self) -> None:
         try:

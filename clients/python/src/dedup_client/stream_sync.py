@@ -40,7 +40,7 @@ class _Session:
         self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self.broken = False
-        self._framer = Framer(on_orphan)
+        self._framer = Framer(on_orphan, self._resend)
         self._call: Any = stub.Stream(self._requests(), metadata=tuple(metadata), wait_for_ready=wait_for_ready)
         self._reader = threading.Thread(target=self._read, name="dedup-stream", daemon=True)
         self._reader.start()
@@ -52,6 +52,11 @@ class _Session:
                 return False
             self._queue.put(call)
             return True
+
+    def _resend(self, calls: list[Pending]) -> None:
+        for call in calls:
+            if not self.submit(call):
+                call.settle(make_error(grpc.StatusCode.UNAVAILABLE, "stream broken"))
 
     def _requests(self) -> Iterator[pb.StreamRequest]:
         while True:
