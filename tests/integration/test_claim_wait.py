@@ -288,3 +288,15 @@ async def test_many_cancelled_waits_leave_no_waiter_behind(sidecar: RunningSidec
     assert sidecar.waiters._by_key == {}
     assert ended(sidecar, WaitEnd.TIMEOUT) == 100
     await until(lambda: ended(sidecar, WaitEnd.CANCELLED) == 100, within_s=5)
+
+
+async def test_the_redis_py_store_path_wakes_waiters_too(redis_server: RedisProcess) -> None:
+    async with running_sidecar(redis_server.url, redis_client="redis-py") as sc:
+        assert sc.store.fast is None
+        holder = await sc.stub.Claim(claim(b"py1", lease_ms=60_000))
+        waiter = asyncio.ensure_future(sc.stub.Claim(claim(b"py1", wait_ms=20_000), timeout=30))
+        await until(waiting(sc, 1))
+        await sc.stub.Release(pb.ReleaseRequest(namespace=NS, id=b"py1", fencing_token=holder.fencing_token))
+        answer = await waiter
+        assert answer.outcome == pb.CLAIM_OUTCOME_ACQUIRED
+        assert ended(sc, WaitEnd.RELEASED) == 1
