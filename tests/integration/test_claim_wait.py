@@ -300,3 +300,23 @@ async def test_the_redis_py_store_path_wakes_waiters_too(redis_server: RedisProc
         answer = await waiter
         assert answer.outcome == pb.CLAIM_OUTCOME_ACQUIRED
         assert ended(sc, WaitEnd.RELEASED) == 1
+
+
+async def test_a_stream_claim_batch_waits_per_item(sidecar: RunningSidecar) -> None:
+    holder = await sidecar.stub.Claim(claim(b"sb1", lease_ms=60_000))
+    outgoing: asyncio.Queue[pb.StreamRequest | None] = asyncio.Queue()
+
+    async def requests() -> AsyncIterator[pb.StreamRequest]:
+        while (message := await outgoing.get()) is not None:
+            yield message
+
+    stream = sidecar.stub.Stream(requests(), timeout=30)
+    batch = pb.ClaimBatchRequest(items=[claim(b"sb1", wait_ms=20_000), claim(b"sb2", wait_ms=20_000)])
+    await outgoing.put(pb.StreamRequest(correlation_id=9, claim_batch=batch))
+    await until(waiting(sidecar, 1))  # sb2 was free: only sb1 waits
+    await sidecar.stub.Release(pb.ReleaseRequest(namespace=NS, id=b"sb1", fencing_token=holder.fencing_token))
+    response = await stream.read()
+    assert response.correlation_id == 9
+    assert [r.outcome for r in response.claim_batch.results] == [pb.CLAIM_OUTCOME_ACQUIRED] * 2
+    assert response.claim_batch.results[0].fencing_token > holder.fencing_token
+    await outgoing.put(None)
