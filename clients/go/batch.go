@@ -19,6 +19,7 @@ type ClaimItem struct {
 	ID          []byte
 	Fingerprint []byte
 	Lease       time.Duration
+	Wait        time.Duration // wait_ms (see Wait)
 }
 
 // CommitItem is one item of CommitBatch.
@@ -56,7 +57,7 @@ func (c *Client) CheckBatch(ctx context.Context, namespace string, items []Check
 			Namespace: namespace, Id: it.ID, Fingerprint: it.Fingerprint, WindowMs: it.Window.Milliseconds(),
 		})
 	}
-	r, err := invoke(ctx, c, "CheckBatch", req, c.stub.CheckBatch)
+	r, err := invoke(ctx, c, "CheckBatch", req, c.stub.CheckBatch, kindNone)
 	if err != nil {
 		return nil, err
 	}
@@ -69,13 +70,16 @@ func (c *Client) CheckBatch(ctx context.Context, namespace string, items []Check
 
 // ClaimBatch is Claim for many ids in one call: one result per item, in order.
 func (c *Client) ClaimBatch(ctx context.Context, namespace string, items []ClaimItem) ([]ClaimResult, error) {
+	ctx, cancel := c.withDeadline(ctx)
+	defer cancel()
 	req := &pb.ClaimBatchRequest{}
 	for _, it := range items {
 		req.Items = append(req.Items, &pb.ClaimRequest{
 			Namespace: namespace, Id: it.ID, Fingerprint: it.Fingerprint, LeaseMs: it.Lease.Milliseconds(),
+			WaitMs: waitMs(ctx, it.Wait),
 		})
 	}
-	r, err := invoke(ctx, c, "ClaimBatch", req, c.stub.ClaimBatch)
+	r, err := invoke(ctx, c, "ClaimBatch", req, c.stub.ClaimBatch, kindNone)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +97,7 @@ func (c *Client) CommitBatch(ctx context.Context, namespace string, items []Comm
 		req.Items = append(req.Items, commitRequest(namespace, it.ID, it.FencingToken,
 			callArgs{window: it.Window, result: it.Result, hasResult: it.Result != nil}))
 	}
-	r, err := invoke(ctx, c, "CommitBatch", req, c.stub.CommitBatch)
+	r, err := invoke(ctx, c, "CommitBatch", req, c.stub.CommitBatch, kindNone)
 	if err != nil {
 		return nil, err
 	}

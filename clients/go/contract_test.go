@@ -221,7 +221,7 @@ func (r *run) invoke(t *testing.T, c *dedup.Client, st step, deadline time.Durat
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	lease := dedup.Lease(time.Duration(st.LeaseMs) * time.Millisecond)
+	lease := dedup.LeaseFor(time.Duration(st.LeaseMs) * time.Millisecond)
 	switch st.Op {
 	case "check":
 		res, err := c.Check(ctx, ns, id, dedup.Fingerprint([]byte(st.Fingerprint)), dedup.Window(time.Duration(st.WindowMs)*time.Millisecond))
