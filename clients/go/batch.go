@@ -70,13 +70,11 @@ func (c *Client) CheckBatch(ctx context.Context, namespace string, items []Check
 
 // ClaimBatch is Claim for many ids in one call: one result per item, in order.
 func (c *Client) ClaimBatch(ctx context.Context, namespace string, items []ClaimItem) ([]ClaimResult, error) {
-	ctx, cancel := c.withDeadline(ctx)
-	defer cancel()
 	req := &pb.ClaimBatchRequest{}
 	for _, it := range items {
 		req.Items = append(req.Items, &pb.ClaimRequest{
 			Namespace: namespace, Id: it.ID, Fingerprint: it.Fingerprint, LeaseMs: it.Lease.Milliseconds(),
-			WaitMs: waitMs(ctx, it.Wait),
+			WaitMs: it.Wait.Milliseconds(),
 		})
 	}
 	r, err := invoke(ctx, c, "ClaimBatch", req, c.stub.ClaimBatch, kindNone)

@@ -91,19 +91,18 @@ func (c *Client) withDeadline(ctx context.Context) (context.Context, context.Can
 	return context.WithTimeout(ctx, c.cfg.timeout)
 }
 
-// waitMs is a Claim's wait_ms: wait capped to the remaining deadline minus
-// 100 ms (so the answer arrives before the deadline); a negative wait is sent
-// as is (the sidecar rejects it with INVALID_ARGUMENT).
-func waitMs(ctx context.Context, wait time.Duration) int64 {
-	if wait <= 0 {
-		return wait.Milliseconds()
+// waitFits reports whether a Claim's wait_ms ends at least 100 ms before
+// ctx's deadline. The sidecar ends a unary Claim's wait 100 ms before the
+// call's deadline itself, but a stream message carries no deadline: a Claim
+// whose wait would outlast its deadline goes unary, so the sidecar both
+// validates the wait_ms asked for and ends the wait in time
+// (docs/adr/0015-go-client-transport-and-helper.md).
+func waitFits(ctx context.Context, waitMs int64) bool {
+	if waitMs <= 0 {
+		return true
 	}
-	if deadline, ok := ctx.Deadline(); ok {
-		if left := time.Until(deadline) - 100*time.Millisecond; left < wait {
-			return max(left.Milliseconds(), 0)
-		}
-	}
-	return wait.Milliseconds()
+	deadline, ok := ctx.Deadline()
+	return !ok || time.Duration(waitMs)*time.Millisecond <= time.Until(deadline)-100*time.Millisecond
 }
 
 // invoke runs one RPC with the default deadline (when ctx has none) and the
@@ -145,7 +144,7 @@ func invokeWith[Req, Resp any](ctx context.Context, c *Client, policy RetryPolic
 // (falling back to unary when the sidecar does not implement Stream), else unary.
 func attempt[Req, Resp any](ctx context.Context, c *Client, req Req,
 	rpc func(context.Context, Req, ...grpc.CallOption) (Resp, error), kind streamKind) (Resp, error) {
-	if kind != kindNone && c.stream != nil {
+	if kind != kindNone && c.stream != nil && streamable(ctx, req) {
 		r, err := c.stream.call(ctx, kind, req)
 		if !errors.Is(err, errStreamUnimplemented) {
 			if err != nil {
@@ -156,6 +155,12 @@ func attempt[Req, Resp any](ctx context.Context, c *Client, req Req,
 		}
 	}
 	return rpc(ctx, req)
+}
+
+// streamable: every request the stream carries, except a Claim whose wait outlasts its deadline.
+func streamable(ctx context.Context, req any) bool {
+	claim, ok := req.(*pb.ClaimRequest)
+	return !ok || waitFits(ctx, claim.GetWaitMs())
 }
 
 // Check marks id on first sight: NEW, DUPLICATE or CONFLICT. Never retried once sent.
@@ -175,11 +180,9 @@ func (c *Client) Check(ctx context.Context, namespace string, id []byte, opts ..
 // holder makes the call wait for its Commit, Release or expiry.
 func (c *Client) Claim(ctx context.Context, namespace string, id []byte, opts ...CallOption) (ClaimResult, error) {
 	a := collect(opts)
-	ctx, cancel := c.withDeadline(ctx)
-	defer cancel()
 	r, err := invoke(ctx, c, "Claim", &pb.ClaimRequest{
 		Namespace: namespace, Id: id, Fingerprint: a.fingerprint, LeaseMs: a.lease.Milliseconds(),
-		WaitMs: waitMs(ctx, a.wait),
+		WaitMs: a.wait.Milliseconds(),
 	}, c.stub.Claim, kindClaim)
 	if err != nil {
 		return ClaimResult{}, err

@@ -105,8 +105,9 @@ func LeaseFor(d time.Duration) CallOption { return func(a *callArgs) { a.lease =
 
 // Wait sets a Claim's wait_ms: when another holder's lease is live, the call
 // waits up to d for the holder's Commit (DUPLICATE with its result), Release
-// or lost lease (ACQUIRED) instead of answering IN_PROGRESS at once. The
-// client caps it to the call's remaining deadline minus 100 ms. 0 = no wait.
+// or lost lease (ACQUIRED) instead of answering IN_PROGRESS at once. The wait
+// ends (IN_PROGRESS) 100 ms before the call's deadline. 0 = no wait; at most
+// the namespace policy's max_claim_wait (else INVALID_ARGUMENT).
 func Wait(d time.Duration) CallOption { return func(a *callArgs) { a.wait = d } }
 
 // Result stores b with a Commit, returned to later duplicates.
