@@ -226,6 +226,28 @@ func TestOutcomeActions(t *testing.T) {
 	}
 }
 
+// The live sidecar serves the stream: the default transport does not fall back to unary.
+func TestLiveSidecarServesTheStream(t *testing.T) {
+	c, ctx := liveClient(t), context.Background()
+	if dedup.StreamInUse(c) {
+		t.Fatal("stream open before the first call")
+	}
+	if _, err := c.Check(ctx, ns, freshID()); err != nil {
+		t.Fatal(err)
+	}
+	if !dedup.StreamInUse(c) {
+		t.Fatal("the Check did not travel over the stream")
+	}
+	unary, err := dedup.New(os.Getenv("DEDUP_TARGET"), dedup.WithTransport(dedup.TransportUnary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unary.Close()
+	if _, err := unary.Check(ctx, ns, freshID()); err != nil || dedup.StreamInUse(unary) {
+		t.Fatalf("unary: %v", err)
+	}
+}
+
 func TestUnixSocketTarget(t *testing.T) {
 	requireHarness(t)
 	target := os.Getenv("DEDUP_UNIX_TARGET")
