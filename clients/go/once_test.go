@@ -181,7 +181,7 @@ func TestLeaseEnsure(t *testing.T) {
 			t.Errorf("cause %v", context.Cause(hctx))
 		}
 		return nil, nil
-	}, dedup.OnceLease(400*time.Millisecond), dedup.OnceRenewEvery(time.Minute))
+	}, dedup.OnceLease(1500*time.Millisecond), dedup.OnceRenewEvery(time.Minute)) // no renewal: it expires
 	if err != nil || o.Status != dedup.Processed { // re-claimed and committed
 		t.Fatalf("%+v %v", o, err)
 	}
