@@ -9,10 +9,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from dedup_client import (
+    Action,
     AsyncDedupClient,
     AsyncEffectivelyOnce,
+    AsyncLease,
+    ClaimOutcome,
     DedupClient,
     EffectivelyOnce,
+    Lease,
+    LeaseLostError,
     RecordState,
     Status,
 )
@@ -44,9 +49,9 @@ def test_processed_then_duplicate_with_stored_result(client: DedupClient) -> Non
     once = EffectivelyOnce(client, NS, encode=lambda receipt: receipt.encode())
     id, calls = fresh_id(), []
 
-    def handler(token: int) -> str:
-        calls.append(token)
-        return f"receipt-{token}"
+    def handler(lease: Lease) -> str:
+        calls.append(lease.token)
+        return f"receipt-{int(lease)}"
 
     first = once.run(id, handler)
     second = once.run(id, handler)
@@ -63,20 +68,20 @@ def test_handler_error_releases_and_redelivery_processes(client: DedupClient) ->
     once = EffectivelyOnce(client, NS)
     id = fresh_id()
 
-    def failing(token: int) -> None:
+    def failing(lease: Lease) -> None:
         raise RuntimeError("downstream down")
 
     with pytest.raises(RuntimeError, match="downstream down"):
         once.run(id, failing)
     assert client.inspect(NS, id).state is RecordState.ABSENT  # released at once, not after the lease
-    assert once.run(id, lambda token: "ok").status is Status.PROCESSED
+    assert once.run(id, lambda lease: "ok").status is Status.PROCESSED
 
 
 def test_in_progress_elsewhere_does_not_run_the_handler(client: DedupClient) -> None:
     id = fresh_id()
     assert client.claim(NS, id, lease_ms=60_000).acquired
-    ran = []
-    outcome = EffectivelyOnce(client, NS).run(id, ran.append)
+    ran: list[Lease] = []
+    outcome = EffectivelyOnce(client, NS, wait_ms=0).run(id, ran.append)
     assert outcome.status is Status.IN_PROGRESS
     assert not outcome.should_ack
     assert outcome.retry_after_ms > 0
@@ -86,7 +91,7 @@ def test_in_progress_elsewhere_does_not_run_the_handler(client: DedupClient) -> 
 def test_conflict_is_reported(client: DedupClient) -> None:
     id = fresh_id()
     client.check(NS, id, fingerprint="a")
-    outcome = EffectivelyOnce(client, NS).run(id, lambda token: None, fingerprint="b")
+    outcome = EffectivelyOnce(client, NS).run(id, lambda lease: None, fingerprint="b")
     assert outcome.status is Status.CONFLICT
     assert not outcome.should_ack
 
@@ -95,24 +100,70 @@ def test_lease_is_renewed_while_the_handler_runs(client: DedupClient) -> None:
     once = EffectivelyOnce(client, NS, lease_ms=1_000, renew_every_ms=50)
     id = fresh_id()
 
-    def slow(token: int) -> None:
+    def slow(lease: Lease) -> None:
         first = client.inspect(NS, id).lease_expires_unix_ms
         wait_until(lambda: client.inspect(NS, id).lease_expires_unix_ms > first)
 
     assert once.run(id, slow).status is Status.PROCESSED
 
 
-def test_commit_after_the_lease_ended_reports_lease_lost(client: DedupClient) -> None:
-    once = EffectivelyOnce(client, NS, lease_ms=200, renew_every_ms=600_000)
+def test_commit_after_the_lease_ended_reclaims_and_commits(client: DedupClient) -> None:
+    """The effect is done and nobody took the id: re-claim, commit at once, PROCESSED."""
+    once = EffectivelyOnce(client, NS, lease_ms=200, renew_every_ms=600_000, encode=str.encode)
     id = fresh_id()
 
-    def outlives_lease(token: int) -> str:
+    def outlives_lease(lease: Lease) -> str:
         wait_until(lambda: client.inspect(NS, id).state is RecordState.ABSENT)
+        assert lease.lost  # its time ran out by the local clock too
+        return "done"
+
+    outcome = once.run(id, outlives_lease)
+    assert outcome.status is Status.PROCESSED
+    assert outcome.value == "done"
+    assert client.claim(NS, id).result == b"done"
+
+
+def test_commit_after_another_holder_took_over_is_lease_lost(client: DedupClient) -> None:
+    once = EffectivelyOnce(client, NS, lease_ms=200, renew_every_ms=600_000)
+    id = fresh_id()
+    other: list[int] = []
+
+    def outlives_lease(lease: Lease) -> str:
+        wait_until(lambda: client.inspect(NS, id).state is RecordState.ABSENT)
+        claim = client.claim(NS, id, lease_ms=60_000)
+        assert claim.outcome is ClaimOutcome.ACQUIRED
+        other.append(claim.fencing_token)
         return "done"
 
     outcome = once.run(id, outlives_lease)
     assert outcome.status is Status.LEASE_LOST
+    assert outcome.action is Action.ACK
+    assert outcome.should_ack
     assert outcome.value == "done"
+    assert client.inspect(NS, id).fencing_token == other[0]  # the new holder's lease is untouched
+
+
+def test_ensure_renews_and_raises_once_the_lease_is_gone(client: DedupClient) -> None:
+    once = EffectivelyOnce(client, NS, lease_ms=5_000, renew_every_ms=600_000)
+    id = fresh_id()
+    seen: list[str] = []
+
+    def handler(lease: Lease) -> None:
+        lease.ensure()
+        seen.append("ok" if not lease.lost else "lost")
+        client.forget(NS, id)
+        with pytest.raises(LeaseLostError):
+            lease.ensure()
+        seen.append("lost" if lease.lost else "not lost")
+
+    assert once.run(id, handler).status is Status.PROCESSED  # re-claimed: the record was absent
+    assert seen == ["ok", "lost"]
+
+
+def test_int_of_a_lease_is_its_token(client: DedupClient) -> None:
+    tokens: list[tuple[int, int]] = []
+    EffectivelyOnce(client, NS).run(fresh_id(), lambda lease: tokens.append((int(lease), lease.token)))
+    assert tokens[0][0] == tokens[0][1] > 0
 
 
 def test_renewal_notices_a_lost_lease(client: DedupClient) -> None:
@@ -122,7 +173,7 @@ def test_renewal_notices_a_lost_lease(client: DedupClient) -> None:
         assert attempt.acquired
         client.forget(NS, id)  # an operator deletes the record under the holder
         wait_until(lambda: attempt.lease_lost)
-    assert attempt.outcome.status is Status.LEASE_LOST
+    assert attempt.outcome.status is Status.PROCESSED  # the record was absent: re-claimed and committed
 
 
 def test_decorator_and_context_manager(client: DedupClient) -> None:
@@ -130,8 +181,8 @@ def test_decorator_and_context_manager(client: DedupClient) -> None:
     seen: list[tuple[int, str]] = []
 
     @once.handler
-    def handle(token: int, body: str) -> int:
-        seen.append((token, body))
+    def handle(lease: Lease, body: str) -> int:
+        seen.append((lease.token, body))
         return len(body)
 
     id = fresh_id()
@@ -152,7 +203,7 @@ def test_decorator_and_context_manager(client: DedupClient) -> None:
 
 def test_heartbeat_thread_stops(client: DedupClient) -> None:
     before = {t.name for t in threading.enumerate()}
-    EffectivelyOnce(client, NS, renew_every_ms=10).run(fresh_id(), lambda token: None)
+    EffectivelyOnce(client, NS, renew_every_ms=10).run(fresh_id(), lambda lease: None)
     assert "dedup-renew" not in {t.name for t in threading.enumerate()} - before
 
 
@@ -162,8 +213,8 @@ async def test_asyncio_helper(contract_harness: Harness) -> None:
         id, calls = fresh_id(), []
 
         @once.handler
-        async def handle(token: int, body: bytes) -> bytes:
-            calls.append(token)
+        async def handle(lease: AsyncLease, body: bytes) -> bytes:
+            calls.append(lease.token)
             return body.upper()
 
         first = await handle(id, b"abc")
@@ -174,7 +225,7 @@ async def test_asyncio_helper(contract_harness: Harness) -> None:
         assert second.stored_result == b"ABC"
         assert len(calls) == 1
 
-        async def failing(token: int) -> None:
+        async def failing(lease: AsyncLease) -> None:
             raise ValueError("nope")
 
         id2 = fresh_id()
@@ -195,7 +246,7 @@ async def test_asyncio_helper_renews(contract_harness: Harness) -> None:
         once = AsyncEffectivelyOnce(client, NS, lease_ms=1_000, renew_every_ms=50)
         id = fresh_id()
 
-        async def slow(token: int) -> None:
+        async def slow(lease: AsyncLease) -> None:
             first = (await client.inspect(NS, id)).lease_expires_unix_ms
             deadline = time.monotonic() + 5
             while (await client.inspect(NS, id)).lease_expires_unix_ms <= first:

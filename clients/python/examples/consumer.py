@@ -16,7 +16,7 @@ import random
 import uuid
 from dataclasses import dataclass
 
-from dedup_client import DedupClient, EffectivelyOnce, Status
+from dedup_client import DedupClient, EffectivelyOnce, Lease, Status
 
 
 @dataclass(frozen=True)
@@ -58,16 +58,16 @@ def main() -> int:
     with DedupClient(args.target) as client:
         once = EffectivelyOnce(client, args.namespace, lease_ms=10_000, encode=str.encode)
 
-        def handle(message: Message, token: int) -> str:
+        def handle(message: Message, lease: Lease) -> str:
             if message.id in fail_once:
                 fail_once.discard(message.id)
                 raise RuntimeError("payment provider timed out")
             effects[message.id] += 1  # the side effect, e.g. charging a card
-            return f"receipt for {message.body} (token {token})"
+            return f"receipt for {message.body} (token {lease.token})"
 
         while (message := queue.receive()) is not None:
             try:
-                outcome = once.run(message.id, lambda token, m=message: handle(m, token))
+                outcome = once.run(message.id, lambda lease, m=message: handle(m, lease))
             except RuntimeError:
                 counts["failed_then_redelivered"] += 1
                 queue.nack(message)  # released by the helper: the redelivery can proceed at once

@@ -68,6 +68,11 @@ class AsyncDedupClient:
         self._metadata = tuple(metadata)
         self._wait_for_ready = wait_for_ready
 
+    @property
+    def default_timeout(self) -> float:
+        """Seconds of deadline for calls made without `timeout=`."""
+        return self._default_timeout
+
     async def __aenter__(self) -> AsyncDedupClient:
         return self
 
@@ -120,10 +125,15 @@ class AsyncDedupClient:
         *,
         fingerprint: bytes | str | None = None,
         lease_ms: int = 0,
+        wait_ms: int = 0,
         timeout: float | None = None,
     ) -> ClaimResult:
-        """Takes a lease: ACQUIRED (+ fencing_token), IN_PROGRESS, DUPLICATE (+ result) or CONFLICT."""
-        request = convert.claim_request(namespace, id, fingerprint, lease_ms)
+        """Takes a lease: ACQUIRED (+ fencing_token), IN_PROGRESS, DUPLICATE (+ result) or CONFLICT.
+
+        wait_ms > 0: if another holder's lease is live, wait up to wait_ms (ending 100 ms
+        before the deadline) for its Commit (-> DUPLICATE), Release or lost lease (-> ACQUIRED).
+        """
+        request = convert.claim_request(namespace, id, fingerprint, lease_ms, wait_ms)
         return await self._call("Claim", request, timeout, convert.claim_result)
 
     async def commit(
@@ -182,10 +192,11 @@ class AsyncDedupClient:
         items: Iterable[bytes | str | ClaimItem],
         *,
         lease_ms: int = 0,
+        wait_ms: int = 0,
         timeout: float | None = None,
     ) -> list[ClaimResult]:
-        """Claim for many ids in one call; one result per item, in order."""
-        request = convert.claim_batch_request(namespace, items, lease_ms)
+        """Claim for many ids in one call; one result per item, in order (wait_ms: per item, as claim)."""
+        request = convert.claim_batch_request(namespace, items, lease_ms, wait_ms)
         return await self._call("ClaimBatch", request, timeout, lambda r: [convert.claim_result(x) for x in r.results])
 
     async def commit_batch(
