@@ -8,7 +8,7 @@ Manual acks, prefetch 20, a 5 s lease. Per message the handler applies three sin
 (docs/effectively-once.md):
   1. transactional: `mark_applied` + the effect row in one PostgreSQL transaction (exactly once);
   2. fenced: `advance_fence` on the order's resource + the write, in one transaction (no stale write);
-  3. plain: an autocommit insert, after a synchronous renew of the lease (the crash window only).
+  3. plain: an autocommit insert, right after `lease.ensure()` (the crash window only).
 The helper's outcome decides the AMQP action: ack, nack with requeue, or reject to the dead letters.
 --events writes one JSON line per step (for tests/pipeline, which derives the causes of duplicates).
 """
@@ -25,8 +25,7 @@ from typing import Any
 
 import pika
 import psycopg
-from dedup_client import DedupClient, DedupError, EffectivelyOnce, Status
-from dedup_client.results import RenewOutcome
+from dedup_client import Action, DedupClient, DedupError, EffectivelyOnce, Lease, LeaseLostError
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
@@ -39,10 +38,6 @@ except ImportError:  # a client without the sink helpers: the same SQL, next to 
 LEASE_MS = 5_000
 PREFETCH = 20
 RETRY_PAUSE_S = 0.2  # before a nack, so a message in progress elsewhere does not spin
-
-
-class LeaseGone(Exception):
-    """The lease ended before an effect that cannot be fenced: do not apply it."""
 
 
 class Events:
@@ -76,8 +71,9 @@ def main() -> int:
     client = DedupClient(args.target)
     once = EffectivelyOnce(client, args.namespace, lease_ms=LEASE_MS)
 
-    def apply(order_id: str, token: int) -> None:
+    def apply(order_id: str, lease: Lease) -> None:
         """The handler: three sinks. An exception here releases the lease (nothing committed)."""
+        token = lease.token
         events("claimed", id=order_id, token=token)
         with db.transaction(), db.cursor() as cur:  # 1. transactional sink: exactly once
             first = mark_applied(cur, args.namespace, order_id, token)
@@ -95,9 +91,11 @@ def main() -> int:
                 )
         events("fenced", id=order_id, token=token, ok=fresh)
         # 3. plain effect: cannot be fenced, so make sure the lease is still ours right before it.
-        if client.renew(args.namespace, order_id, token, lease_ms=LEASE_MS).outcome is RenewOutcome.LEASE_LOST:
+        try:
+            lease.ensure()  # a synchronous Renew: raises LeaseLostError if another holder may have taken over
+        except LeaseLostError:
             events("lease_gone", id=order_id, token=token)
-            raise LeaseGone(order_id)
+            raise
         with db.transaction(), db.cursor() as cur:
             cur.execute(
                 "INSERT INTO order_plain_effect (id, token, consumer) VALUES (%s, %s, %s)", (order_id, token, args.name)
@@ -107,20 +105,20 @@ def main() -> int:
     def on_message(channel: BlockingChannel, deliver: Basic.Deliver, props: BasicProperties, body: bytes) -> None:
         order_id = props.message_id or json.loads(body)["id"]
         try:
-            outcome = once.run(order_id, lambda token: apply(order_id, token))
-        except (DedupError, LeaseGone, psycopg.OperationalError) as err:
+            outcome = once.run(order_id, lambda lease: apply(order_id, lease))
+        except (DedupError, psycopg.OperationalError) as err:
             # Released (handler error) or the sidecar unreachable: the redelivery decides.
             events("error", id=order_id, kind=type(err).__name__, msg=str(err)[:200])
             time.sleep(RETRY_PAUSE_S)
             channel.basic_nack(deliver.delivery_tag, requeue=True)
             return
         events("outcome", id=order_id, status=outcome.status.value, token=outcome.fencing_token)
-        if outcome.should_ack:  # PROCESSED, DUPLICATE, LEASE_LOST
+        if outcome.action is Action.ACK:  # PROCESSED, DUPLICATE, LEASE_LOST
             channel.basic_ack(deliver.delivery_tag)
             events("acked", id=order_id)
-        elif outcome.status is Status.CONFLICT:  # the same id with other content: dead-letter it
+        elif outcome.action is Action.DEAD_LETTER:  # CONFLICT: the same id with other content
             channel.basic_reject(deliver.delivery_tag, requeue=False)
-        else:  # IN_PROGRESS: another consumer holds it; the copy comes back
+        else:  # NACK (IN_PROGRESS after the claim's wait): another consumer still holds it
             time.sleep(min(outcome.retry_after_ms / 1000, RETRY_PAUSE_S))
             channel.basic_nack(deliver.delivery_tag, requeue=True)
 
