@@ -160,6 +160,21 @@ def test_ensure_renews_and_raises_once_the_lease_is_gone(client: DedupClient) ->
     assert seen == ["ok", "lost"]
 
 
+def test_wait_ms_waits_for_the_holder_and_returns_its_result(client: DedupClient) -> None:
+    id = fresh_id()
+    holder = client.claim(NS, id, lease_ms=60_000)
+    once = EffectivelyOnce(client, NS, wait_ms=20_000)
+    box: list[object] = []
+    thread = threading.Thread(target=lambda: box.append(once.run(id, lambda lease: "never")))
+    thread.start()
+    wait_until(lambda: thread.is_alive())
+    client.commit(NS, id, holder.fencing_token, result="r-holder")
+    thread.join(25)
+    outcome = box[0]
+    assert getattr(outcome, "status", None) is Status.DUPLICATE
+    assert getattr(outcome, "stored_result", None) == b"r-holder"
+
+
 def test_int_of_a_lease_is_its_token(client: DedupClient) -> None:
     tokens: list[tuple[int, int]] = []
     EffectivelyOnce(client, NS).run(fresh_id(), lambda lease: tokens.append((int(lease), lease.token)))
