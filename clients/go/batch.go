@@ -19,6 +19,7 @@ type ClaimItem struct {
 	ID          []byte
 	Fingerprint []byte
 	Lease       time.Duration
+	Wait        time.Duration // wait_ms (see Wait)
 }
 
 // CommitItem is one item of CommitBatch.
@@ -56,7 +57,7 @@ func (c *Client) CheckBatch(ctx context.Context, namespace string, items []Check
 			Namespace: namespace, Id: it.ID, Fingerprint: it.Fingerprint, WindowMs: it.Window.Milliseconds(),
 		})
 	}
-	r, err := invoke(ctx, c, "CheckBatch", req, c.stub.CheckBatch)
+	r, err := invoke(ctx, c, "CheckBatch", req, c.stub.CheckBatch, kindNone)
 	if err != nil {
 		return nil, err
 	}
@@ -73,9 +74,10 @@ func (c *Client) ClaimBatch(ctx context.Context, namespace string, items []Claim
 	for _, it := range items {
 		req.Items = append(req.Items, &pb.ClaimRequest{
 			Namespace: namespace, Id: it.ID, Fingerprint: it.Fingerprint, LeaseMs: it.Lease.Milliseconds(),
+			WaitMs: it.Wait.Milliseconds(),
 		})
 	}
-	r, err := invoke(ctx, c, "ClaimBatch", req, c.stub.ClaimBatch)
+	r, err := invoke(ctx, c, "ClaimBatch", req, c.stub.ClaimBatch, kindNone)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +95,7 @@ func (c *Client) CommitBatch(ctx context.Context, namespace string, items []Comm
 		req.Items = append(req.Items, commitRequest(namespace, it.ID, it.FencingToken,
 			callArgs{window: it.Window, result: it.Result, hasResult: it.Result != nil}))
 	}
-	r, err := invoke(ctx, c, "CommitBatch", req, c.stub.CommitBatch)
+	r, err := invoke(ctx, c, "CommitBatch", req, c.stub.CommitBatch, kindNone)
 	if err != nil {
 		return nil, err
 	}

@@ -1,10 +1,13 @@
 package dedup_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,21 +31,27 @@ type scenario struct {
 }
 
 type step struct {
-	Op          string   `yaml:"op"`
-	NS          string   `yaml:"ns"`
-	ID          *string  `yaml:"id"`
-	IDs         []string `yaml:"ids"`
-	Fingerprint string   `yaml:"fingerprint"`
-	WindowMs    int64    `yaml:"window_ms"`
-	LeaseMs     int64    `yaml:"lease_ms"`
-	SaveToken   string   `yaml:"save_token"`
-	Token       string   `yaml:"token"`
-	Result      *string  `yaml:"result"`
-	N           int      `yaml:"n"`
-	State       string   `yaml:"state"`
-	WithinMs    int64    `yaml:"within_ms"`
-	DeadlineMs  int64    `yaml:"deadline_ms"`
-	Expect      expect   `yaml:"expect"`
+	Op           string           `yaml:"op"`
+	NS           string           `yaml:"ns"`
+	ID           *string          `yaml:"id"`
+	IDs          []string         `yaml:"ids"`
+	Fingerprint  string           `yaml:"fingerprint"`
+	WindowMs     int64            `yaml:"window_ms"`
+	LeaseMs      int64            `yaml:"lease_ms"`
+	SaveToken    string           `yaml:"save_token"`
+	Token        string           `yaml:"token"`
+	Result       *string          `yaml:"result"`
+	N            int              `yaml:"n"`
+	State        string           `yaml:"state"`
+	WithinMs     int64            `yaml:"within_ms"`
+	DeadlineMs   int64            `yaml:"deadline_ms"`
+	WaitMs       int64            `yaml:"wait_ms"`
+	RenewEveryMs int64            `yaml:"renew_every_ms"`
+	Async        string           `yaml:"async"`
+	Name         string           `yaml:"name"`
+	Direct       bool             `yaml:"direct"`
+	Actions      []map[string]any `yaml:"actions"`
+	Expect       expect           `yaml:"expect"`
 }
 
 type expect struct {
@@ -54,6 +63,10 @@ type expect struct {
 	FieldViolation   string         `yaml:"field_violation"`
 	Outcomes         []string       `yaml:"outcomes"`
 	Counts           map[string]int `yaml:"counts"`
+	TokenFrom        string         `yaml:"token_from"`
+	Status           string         `yaml:"status"`
+	Action           string         `yaml:"action"`
+	HandlerRan       *bool          `yaml:"handler_ran"`
 }
 
 func scenariosPath() string {
@@ -64,7 +77,7 @@ func scenariosPath() string {
 }
 
 func targetFor(t *testing.T, kind string) string {
-	env := map[string]string{"": "DEDUP_TARGET", "sidecar": "DEDUP_TARGET",
+	env := map[string]string{"": "DEDUP_TARGET", "sidecar": "DEDUP_TARGET", "toggle": "DEDUP_TOGGLE_TARGET",
 		"blackhole": "DEDUP_BLACKHOLE_TARGET", "unavailable": "DEDUP_UNAVAILABLE_TARGET"}[kind]
 	v := os.Getenv(env)
 	if v == "" {
@@ -94,29 +107,49 @@ func TestContract(t *testing.T) {
 	if len(doc.Scenarios) == 0 {
 		t.Fatal("no scenarios")
 	}
-	for _, sc := range doc.Scenarios {
-		t.Run(sc.Name, func(t *testing.T) {
-			t.Parallel()
-			client, err := dedup.New(targetFor(t, sc.Target))
-			if err != nil {
-				t.Fatal(err)
+	// Every scenario over the default transport (the stream), then over unary calls.
+	for _, tr := range []dedup.Transport{dedup.TransportStream, dedup.TransportUnary} {
+		t.Run(tr.String(), func(t *testing.T) {
+			for _, sc := range doc.Scenarios {
+				t.Run(sc.Name, func(t *testing.T) {
+					t.Parallel()
+					client := dial(t, targetFor(t, sc.Target), tr)
+					direct := dial(t, targetFor(t, "sidecar"), tr)
+					newRun(tr.String()+"-"+sc.Name).play(t, client, direct, sc)
+				})
 			}
-			defer client.Close()
-			newRun(sc.Name).play(t, client, sc)
 		})
 	}
 }
 
+func dial(t *testing.T, target string, tr dedup.Transport) *dedup.Client {
+	c, err := dedup.New(target, dedup.WithTransport(tr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 type run struct {
 	ids    map[string]string
+	mu     sync.Mutex
 	tokens map[string]uint64
+	async  map[string]chan asyncResult
+	direct *dedup.Client
+}
+
+type asyncResult struct {
+	res result
+	err error
 }
 
 func newRun(name string) *run {
 	b := make([]byte, 5)
 	_, _ = rand.Read(b)
 	base := fmt.Sprintf("go-%s-%s", name, hex.EncodeToString(b))
-	return &run{ids: map[string]string{"$id": base, "$id2": base + "-2"}, tokens: map[string]uint64{}}
+	return &run{ids: map[string]string{"$id": base, "$id2": base + "-2"}, tokens: map[string]uint64{},
+		async: map[string]chan asyncResult{}}
 }
 
 func (r *run) id(raw string) []byte {
@@ -127,6 +160,8 @@ func (r *run) id(raw string) []byte {
 }
 
 func (r *run) token(t *testing.T, raw string) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	v, ok := r.tokens[strings.TrimPrefix(raw, "$")]
 	if !ok {
 		t.Fatalf("no saved token %q", raw)
@@ -142,19 +177,54 @@ type result struct {
 	token    uint64
 	outcomes []string
 	counts   map[string]int
+	// once
+	status     string
+	action     string
+	handlerRan bool
 }
 
-func (r *run) play(t *testing.T, c *dedup.Client, sc scenario) {
+func (r *run) play(t *testing.T, c, direct *dedup.Client, sc scenario) {
+	r.direct = direct
 	for i, st := range sc.Steps {
-		deadline := time.Duration(st.DeadlineMs) * time.Millisecond
-		if deadline == 0 {
-			deadline = 5 * time.Second
-		}
-		got, err := r.invoke(t, c, st, deadline)
 		where := fmt.Sprintf("step %d (%s)", i, st.Op)
+		client := c
+		if st.Direct {
+			client = direct
+		}
+		if st.Async != "" {
+			done := make(chan asyncResult, 1)
+			r.async[st.Async] = done
+			go func() {
+				res, err := r.invoke(t, client, st)
+				done <- asyncResult{res, err}
+			}()
+			continue
+		}
+		var got result
+		var err error
+		if st.Op == "join" {
+			done, ok := r.async[st.Name]
+			if !ok {
+				t.Fatalf("%s: no async call %q", where, st.Name)
+			}
+			select {
+			case a := <-done:
+				got, err = a.res, a.err
+			case <-time.After(60 * time.Second):
+				t.Fatalf("%s: async call %q did not end", where, st.Name)
+			}
+		} else {
+			got, err = r.invoke(t, client, st)
+		}
 		if err != nil {
 			if st.Expect.Error == "" {
 				t.Fatalf("%s: unexpected error %v", where, err)
+			}
+			if st.Expect.Error == "HANDLER" {
+				if !errors.Is(err, errHandler) {
+					t.Fatalf("%s: want the handler's error, got %v", where, err)
+				}
+				continue
 			}
 			if code := dedup.Code(err).String(); !strings.EqualFold(strings.ReplaceAll(code, "_", ""), strings.ReplaceAll(st.Expect.Error, "_", "")) {
 				t.Fatalf("%s: want %s, got %v", where, st.Expect.Error, err)
@@ -205,12 +275,34 @@ func (r *run) checkExpect(t *testing.T, where string, st step, got result) {
 	if ex.Counts != nil && fmt.Sprint(got.counts) != fmt.Sprint(ex.Counts) {
 		t.Fatalf("%s: want counts %v, got %v", where, ex.Counts, got.counts)
 	}
+	if ex.TokenFrom != "" && got.token <= r.token(t, ex.TokenFrom) {
+		t.Fatalf("%s: token %d not greater than %s=%d", where, got.token, ex.TokenFrom, r.token(t, ex.TokenFrom))
+	}
+	if ex.Status != "" && got.status != ex.Status {
+		t.Fatalf("%s: want status %s, got %+v", where, ex.Status, got)
+	}
+	if ex.Action != "" && got.action != ex.Action {
+		t.Fatalf("%s: want action %s, got %+v", where, ex.Action, got)
+	}
+	if ex.HandlerRan != nil && got.handlerRan != *ex.HandlerRan {
+		t.Fatalf("%s: want handler_ran %v, got %+v", where, *ex.HandlerRan, got)
+	}
 	if st.SaveToken != "" {
-		r.tokens[st.SaveToken] = got.token
+		r.saveToken(st.SaveToken, got.token)
 	}
 }
 
-func (r *run) invoke(t *testing.T, c *dedup.Client, st step, deadline time.Duration) (result, error) {
+func (r *run) saveToken(name string, token uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tokens[name] = token
+}
+
+func (r *run) invoke(t *testing.T, c *dedup.Client, st step) (result, error) {
+	deadline := time.Duration(st.DeadlineMs) * time.Millisecond
+	if deadline == 0 {
+		deadline = 5 * time.Second
+	}
 	ns := st.NS
 	if ns == "" {
 		ns = "contract"
@@ -221,13 +313,20 @@ func (r *run) invoke(t *testing.T, c *dedup.Client, st step, deadline time.Durat
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	lease := dedup.Lease(time.Duration(st.LeaseMs) * time.Millisecond)
+	lease := dedup.LeaseFor(time.Duration(st.LeaseMs) * time.Millisecond)
 	switch st.Op {
+	case "once":
+		onceCtx := context.Background() // the helper bounds its own calls; deadline_ms only when given
+		if st.DeadlineMs > 0 {
+			onceCtx = ctx
+		}
+		return r.once(t, onceCtx, c, ns, id, st)
 	case "check":
 		res, err := c.Check(ctx, ns, id, dedup.Fingerprint([]byte(st.Fingerprint)), dedup.Window(time.Duration(st.WindowMs)*time.Millisecond))
 		return result{outcome: string(res.Outcome), stored: res.Result}, err
 	case "claim":
-		res, err := c.Claim(ctx, ns, id, dedup.Fingerprint([]byte(st.Fingerprint)), lease)
+		res, err := c.Claim(ctx, ns, id, dedup.Fingerprint([]byte(st.Fingerprint)), lease,
+			dedup.Wait(time.Duration(st.WaitMs)*time.Millisecond))
 		return result{outcome: string(res.Outcome), stored: res.Result, token: res.FencingToken}, err
 	case "commit":
 		opts := []dedup.CallOption{dedup.Window(time.Duration(st.WindowMs) * time.Millisecond)}
@@ -319,4 +418,108 @@ func awaitState(t *testing.T, c *dedup.Client, ns string, id []byte, st step) (r
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// errHandler is the handler's own failure (actions: [{fail: true}]).
+var errHandler = errors.New("handler failed")
+
+// once runs the helper over the step's id; the handler runs the step's actions.
+func (r *run) once(t *testing.T, ctx context.Context, c *dedup.Client, ns string, id []byte, st step) (result, error) {
+	opts := []dedup.OnceOption{dedup.OnceFingerprint([]byte(st.Fingerprint))}
+	if st.LeaseMs != 0 {
+		opts = append(opts, dedup.OnceLease(time.Duration(st.LeaseMs)*time.Millisecond))
+	}
+	if st.RenewEveryMs != 0 {
+		opts = append(opts, dedup.OnceRenewEvery(time.Duration(st.RenewEveryMs)*time.Millisecond))
+	}
+	if st.WaitMs != 0 {
+		opts = append(opts, dedup.OnceWait(time.Duration(st.WaitMs)*time.Millisecond))
+	}
+	ran := false
+	outcome, err := c.Once(ctx, ns, id, func(hctx context.Context, lease *dedup.Lease) ([]byte, error) {
+		ran = true
+		for _, action := range st.Actions {
+			if err := r.act(hctx, ns, id, lease, action); err != nil {
+				return nil, err
+			}
+		}
+		if st.Result == nil {
+			return nil, nil
+		}
+		return []byte(*st.Result), nil
+	}, opts...)
+	return result{status: string(outcome.Status), action: string(outcome.Action()), stored: outcome.StoredResult,
+		token: outcome.FencingToken, handlerRan: ran}, err
+}
+
+// act runs one handler action (see the schema in scenarios.yaml).
+func (r *run) act(ctx context.Context, ns string, id []byte, lease *dedup.Lease, action map[string]any) error {
+	bg := context.Background()
+	for verb, arg := range action {
+		switch verb {
+		case "cut":
+			return cutToggle(fmt.Sprint(arg))
+		case "forget":
+			_, err := r.direct.Forget(bg, ns, id)
+			return err
+		case "claim_other":
+			res, err := r.direct.Claim(bg, ns, id)
+			if err == nil && !res.Acquired() {
+				err = fmt.Errorf("claim_other: %s", res.Outcome)
+			}
+			r.saveToken(fmt.Sprint(arg), res.FencingToken)
+			return err
+		case "await_absent":
+			ms, _ := arg.(int)
+			limit := time.Now().Add(time.Duration(ms) * time.Millisecond)
+			for {
+				res, err := r.direct.Inspect(bg, ns, id)
+				if err != nil {
+					return err
+				}
+				if res.State == dedup.StateAbsent {
+					return nil
+				}
+				if time.Now().After(limit) {
+					return fmt.Errorf("await_absent: still %s after %d ms", res.State, ms)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		case "ensure":
+			err := lease.Ensure(ctx)
+			switch arg {
+			case "ok":
+				if err != nil || lease.Lost() {
+					return fmt.Errorf("ensure: want ok, got %v (lost %v)", err, lease.Lost())
+				}
+			case "lost":
+				if !errors.Is(err, dedup.ErrLeaseLost) || !lease.Lost() {
+					return fmt.Errorf("ensure: want the lease lost, got %v (lost %v)", err, lease.Lost())
+				}
+			}
+			return nil
+		case "fail":
+			return errHandler
+		}
+		return fmt.Errorf("unknown action %q", verb)
+	}
+	return nil
+}
+
+// cutToggle asks the toggle proxy to cut every connection for ms milliseconds.
+func cutToggle(ms string) error {
+	conn, err := net.DialTimeout("tcp", os.Getenv("DEDUP_TOGGLE_CONTROL"), 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(conn, "cut %s\n", ms); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ok" {
+		return fmt.Errorf("cut: %q %v", line, err)
+	}
+	return nil
 }

@@ -48,6 +48,10 @@ func fromStatus(err error) error {
 	if err == nil {
 		return nil
 	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e // already mapped (stream and batch item errors)
+	}
 	st, ok := status.FromError(err)
 	if !ok {
 		return err

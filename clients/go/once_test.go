@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -49,9 +50,9 @@ func waitUntil(t *testing.T, cond func() bool) {
 func TestOnceProcessedThenDuplicateWithStoredResult(t *testing.T) {
 	c, ctx, id := liveClient(t), context.Background(), freshID()
 	calls := 0
-	handler := func(ctx context.Context, token uint64) ([]byte, error) {
+	handler := func(ctx context.Context, lease *dedup.Lease) ([]byte, error) {
 		calls++
-		return []byte(fmt.Sprintf("receipt-%d", token)), nil
+		return []byte(fmt.Sprintf("receipt-%d", lease.Token())), nil
 	}
 	first, err := c.Once(ctx, ns, id, handler)
 	if err != nil || first.Status != dedup.Processed || !first.ShouldAck() {
@@ -69,14 +70,14 @@ func TestOnceProcessedThenDuplicateWithStoredResult(t *testing.T) {
 func TestOnceReleasesOnHandlerError(t *testing.T) {
 	c, ctx, id := liveClient(t), context.Background(), freshID()
 	boom := errors.New("downstream down")
-	_, err := c.Once(ctx, ns, id, func(context.Context, uint64) ([]byte, error) { return nil, boom })
+	_, err := c.Once(ctx, ns, id, func(context.Context, *dedup.Lease) ([]byte, error) { return nil, boom })
 	if !errors.Is(err, boom) {
 		t.Fatalf("err %v", err)
 	}
 	if r, err := c.Inspect(ctx, ns, id); err != nil || r.State != dedup.StateAbsent {
 		t.Fatalf("not released: %+v %v", r, err)
 	}
-	if o, err := c.Once(ctx, ns, id, func(context.Context, uint64) ([]byte, error) { return nil, nil }); err != nil || o.Status != dedup.Processed {
+	if o, err := c.Once(ctx, ns, id, func(context.Context, *dedup.Lease) ([]byte, error) { return nil, nil }); err != nil || o.Status != dedup.Processed {
 		t.Fatalf("redelivery: %+v %v", o, err)
 	}
 }
@@ -84,13 +85,13 @@ func TestOnceReleasesOnHandlerError(t *testing.T) {
 func TestOnceInProgressAndConflictSkipTheHandler(t *testing.T) {
 	c, ctx := liveClient(t), context.Background()
 	ran := false
-	handler := func(context.Context, uint64) ([]byte, error) { ran = true; return nil, nil }
+	handler := func(context.Context, *dedup.Lease) ([]byte, error) { ran = true; return nil, nil }
 	held := freshID()
-	if r, _ := c.Claim(ctx, ns, held, dedup.Lease(time.Minute)); !r.Acquired() {
+	if r, _ := c.Claim(ctx, ns, held, dedup.LeaseFor(time.Minute)); !r.Acquired() {
 		t.Fatal("setup claim")
 	}
-	o, err := c.Once(ctx, ns, held, handler)
-	if err != nil || o.Status != dedup.InProgress || o.ShouldAck() || o.RetryAfter <= 0 {
+	o, err := c.Once(ctx, ns, held, handler, dedup.OnceWait(0))
+	if err != nil || o.Status != dedup.InProgress || o.Action() != dedup.Nack || o.RetryAfter <= 0 {
 		t.Fatalf("in progress: %+v %v", o, err)
 	}
 	conflicting := freshID()
@@ -98,14 +99,14 @@ func TestOnceInProgressAndConflictSkipTheHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	o, err = c.Once(ctx, ns, conflicting, handler, dedup.OnceFingerprint([]byte("b")))
-	if err != nil || o.Status != dedup.Conflict || ran {
+	if err != nil || o.Status != dedup.Conflict || o.Action() != dedup.DeadLetter || ran {
 		t.Fatalf("conflict: %+v %v ran=%v", o, err, ran)
 	}
 }
 
 func TestOnceRenewsTheLeaseWhileTheHandlerRuns(t *testing.T) {
 	c, ctx, id := liveClient(t), context.Background(), freshID()
-	o, err := c.Once(ctx, ns, id, func(ctx context.Context, token uint64) ([]byte, error) {
+	o, err := c.Once(ctx, ns, id, func(ctx context.Context, _ *dedup.Lease) ([]byte, error) {
 		first, _ := c.Inspect(ctx, ns, id)
 		waitUntil(t, func() bool {
 			now, _ := c.Inspect(ctx, ns, id)
@@ -118,10 +119,15 @@ func TestOnceRenewsTheLeaseWhileTheHandlerRuns(t *testing.T) {
 	}
 }
 
+// An operator deletes the record under the holder: a renewal finds the lease
+// gone and cancels the handler's ctx; the effect is done, so the helper
+// re-claims (the record is absent) and commits: PROCESSED.
 func TestOnceCancelsTheHandlerWhenTheLeaseIsLost(t *testing.T) {
 	c, ctx, id := liveClient(t), context.Background(), freshID()
-	o, err := c.Once(ctx, ns, id, func(hctx context.Context, token uint64) ([]byte, error) {
-		if _, err := c.Forget(ctx, ns, id); err != nil { // an operator deletes the record under the holder
+	var seen *dedup.Lease
+	o, err := c.Once(ctx, ns, id, func(hctx context.Context, lease *dedup.Lease) ([]byte, error) {
+		seen = lease
+		if _, err := c.Forget(ctx, ns, id); err != nil {
 			return nil, err
 		}
 		select {
@@ -129,13 +135,94 @@ func TestOnceCancelsTheHandlerWhenTheLeaseIsLost(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Error("handler context not cancelled")
 		}
-		if !errors.Is(context.Cause(hctx), dedup.ErrLeaseLost) {
-			t.Errorf("cause %v", context.Cause(hctx))
+		if !errors.Is(context.Cause(hctx), dedup.ErrLeaseLost) || !lease.Lost() {
+			t.Errorf("cause %v lost %v", context.Cause(hctx), lease.Lost())
 		}
 		return []byte("done anyway"), nil
 	}, dedup.OnceLease(5*time.Second), dedup.OnceRenewEvery(30*time.Millisecond))
-	if err != nil || o.Status != dedup.LeaseLost || !o.ShouldAck() {
+	if err != nil || o.Status != dedup.Processed || o.FencingToken <= seen.Token() {
 		t.Fatalf("%+v %v", o, err)
+	}
+	if r, _ := c.Claim(ctx, ns, id); r.Outcome != dedup.ClaimDuplicate || string(r.Result) != "done anyway" {
+		t.Fatalf("not committed: %+v", r)
+	}
+}
+
+func TestOnceLeaseLostToANewHolder(t *testing.T) {
+	c, ctx, id := liveClient(t), context.Background(), freshID()
+	var other uint64
+	o, err := c.Once(ctx, ns, id, func(context.Context, *dedup.Lease) ([]byte, error) {
+		if _, err := c.Forget(ctx, ns, id); err != nil {
+			return nil, err
+		}
+		r, err := c.Claim(ctx, ns, id)
+		other = r.FencingToken
+		return nil, err
+	})
+	if err != nil || o.Status != dedup.LeaseLost || o.Action() != dedup.Ack || !o.ShouldAck() {
+		t.Fatalf("%+v %v", o, err)
+	}
+	if r, err := c.Commit(ctx, ns, id, other); err != nil || r.Outcome != dedup.Committed {
+		t.Fatalf("the new holder cannot commit: %+v %v", r, err)
+	}
+}
+
+func TestLeaseEnsure(t *testing.T) {
+	c, ctx, id := liveClient(t), context.Background(), freshID()
+	o, err := c.Once(ctx, ns, id, func(hctx context.Context, lease *dedup.Lease) ([]byte, error) {
+		if err := lease.Ensure(hctx); err != nil || lease.Lost() {
+			t.Errorf("ensure on a live lease: %v lost=%v", err, lease.Lost())
+		}
+		waitUntil(t, func() bool { r, _ := c.Inspect(ctx, ns, id); return r.State == dedup.StateAbsent })
+		if err := lease.Ensure(hctx); !errors.Is(err, dedup.ErrLeaseLost) || !lease.Lost() {
+			t.Errorf("ensure after expiry: %v lost=%v", err, lease.Lost())
+		}
+		if !errors.Is(context.Cause(hctx), dedup.ErrLeaseLost) {
+			t.Errorf("cause %v", context.Cause(hctx))
+		}
+		return nil, nil
+	}, dedup.OnceLease(400*time.Millisecond), dedup.OnceRenewEvery(time.Minute))
+	if err != nil || o.Status != dedup.Processed { // re-claimed and committed
+		t.Fatalf("%+v %v", o, err)
+	}
+}
+
+// A panicking handler: the heartbeat goroutine is stopped (deferred), the
+// lease released, and the panic reaches the caller.
+func TestOncePanickingHandlerLeaksNoGoroutine(t *testing.T) {
+	c, ctx, id := liveClient(t), context.Background(), freshID()
+	if _, err := c.Inspect(ctx, ns, freshID()); err != nil { // warm up the connection's goroutines
+		t.Fatal(err)
+	}
+	if _, err := c.Check(ctx, ns, freshID()); err != nil { // and the stream's
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v", r)
+			}
+		}()
+		_, _ = c.Once(ctx, ns, id, func(context.Context, *dedup.Lease) ([]byte, error) {
+			panic("boom")
+		}, dedup.OnceRenewEvery(10*time.Millisecond))
+	}()
+	waitUntil(t, func() bool { return runtime.NumGoroutine() <= before })
+	if r, err := c.Inspect(ctx, ns, id); err != nil || r.State != dedup.StateAbsent {
+		t.Fatalf("not released: %+v %v", r, err)
+	}
+}
+
+func TestOutcomeActions(t *testing.T) {
+	for status, want := range map[dedup.Status]dedup.Action{
+		dedup.Processed: dedup.Ack, dedup.Duplicate: dedup.Ack, dedup.LeaseLost: dedup.Ack,
+		dedup.InProgress: dedup.Nack, dedup.Conflict: dedup.DeadLetter, "": dedup.Nack,
+	} {
+		o := dedup.Outcome{Status: status}
+		if o.Action() != want || o.ShouldAck() != (want == dedup.Ack) {
+			t.Errorf("%q: %s %v", status, o.Action(), o.ShouldAck())
+		}
 	}
 }
 

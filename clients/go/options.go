@@ -19,7 +19,32 @@ type config struct {
 	waitForReady bool
 	propagator   propagation.TextMapPropagator
 	dialOptions  []grpc.DialOption
+	transport    Transport
 }
+
+// Transport is how a Client carries Check, Claim, Commit, Release and Renew.
+type Transport int
+
+const (
+	// TransportStream (the default) carries them over one long-lived,
+	// multiplexed Stream per client, coalescing concurrent calls of a kind
+	// into batch messages; it falls back to unary calls when the sidecar does
+	// not implement Stream. Inspect, Forget and the explicit batch calls stay unary.
+	TransportStream Transport = iota
+	// TransportUnary makes one unary RPC per call.
+	TransportUnary
+)
+
+// String names the transport ("stream" or "unary").
+func (t Transport) String() string {
+	if t == TransportUnary {
+		return "unary"
+	}
+	return "stream"
+}
+
+// WithTransport chooses the transport (default TransportStream).
+func WithTransport(t Transport) Option { return func(c *config) { c.transport = t } }
 
 // Option configures a Client.
 type Option func(*config)
@@ -65,6 +90,7 @@ type callArgs struct {
 	lease       time.Duration
 	result      []byte
 	hasResult   bool
+	wait        time.Duration
 }
 
 // Fingerprint sets the content fingerprint (Check, Claim), e.g. a SHA-256 of the payload.
@@ -73,8 +99,16 @@ func Fingerprint(b []byte) CallOption { return func(a *callArgs) { a.fingerprint
 // Window sets how long the id is remembered (Check, Commit); 0 = the namespace default.
 func Window(d time.Duration) CallOption { return func(a *callArgs) { a.window = d } }
 
-// Lease sets the lease length (Claim, Renew); 0 = the namespace default.
-func Lease(d time.Duration) CallOption { return func(a *callArgs) { a.lease = d } }
+// LeaseFor sets the lease length (Claim, Renew); 0 = the namespace default.
+// (Named LeaseFor since the helper's Lease type took the name Lease.)
+func LeaseFor(d time.Duration) CallOption { return func(a *callArgs) { a.lease = d } }
+
+// Wait sets a Claim's wait_ms: when another holder's lease is live, the call
+// waits up to d for the holder's Commit (DUPLICATE with its result), Release
+// or lost lease (ACQUIRED) instead of answering IN_PROGRESS at once. The wait
+// ends (IN_PROGRESS) 100 ms before the call's deadline. 0 = no wait; at most
+// the namespace policy's max_claim_wait (else INVALID_ARGUMENT).
+func Wait(d time.Duration) CallOption { return func(a *callArgs) { a.wait = d } }
 
 // Result stores b with a Commit, returned to later duplicates.
 func Result(b []byte) CallOption {

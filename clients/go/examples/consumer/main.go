@@ -72,24 +72,31 @@ func main() {
 		if !ok {
 			break
 		}
-		outcome, err := client.Once(ctx, *namespace, []byte(m.id), func(ctx context.Context, token uint64) ([]byte, error) {
+		outcome, err := client.Once(ctx, *namespace, []byte(m.id), func(ctx context.Context, lease *dedup.Lease) ([]byte, error) {
 			if failOnce[m.id] {
 				delete(failOnce, m.id)
 				return nil, errors.New("payment provider timed out")
 			}
 			effects[m.id]++ // the side effect, e.g. charging a card
-			return []byte(fmt.Sprintf("receipt for %s (token %d)", m.body, token)), nil
+			return []byte(fmt.Sprintf("receipt for %s (token %d)", m.body, lease.Token())), nil
 		}, dedup.OnceLease(10*time.Second))
-		switch {
-		case err != nil:
+		if err != nil {
 			failed++
 			q.nack(m) // released by Once: the redelivery can proceed at once
-		case outcome.Status == dedup.Processed:
+			continue
+		}
+		switch outcome.Status {
+		case dedup.Processed:
 			processed++
-		case outcome.Status == dedup.Duplicate:
+		case dedup.Duplicate:
 			skipped++
-		case !outcome.ShouldAck(): // IN_PROGRESS elsewhere: try again later
+		}
+		switch outcome.Action() {
+		case dedup.Nack: // IN_PROGRESS elsewhere: try again later
 			q.nack(m)
+		case dedup.DeadLetter: // CONFLICT: the same id with other content, an upstream bug
+			fmt.Fprintf(os.Stderr, "dead-letter %s\n", m.id)
+		case dedup.Ack:
 		}
 	}
 	most := 0
