@@ -8,7 +8,7 @@
 // sinks (docs/effectively-once.md):
 //  1. transactional: MarkApplied + the effect row in one PostgreSQL transaction (exactly once);
 //  2. fenced: AdvanceFence on the order's resource + the write, in one transaction (no stale write);
-//  3. plain: an autocommit insert, after a synchronous renew of the lease (the crash window only).
+//  3. plain: an autocommit insert, right after lease.Ensure (the crash window only).
 //
 // The helper's outcome decides the AMQP action: ack, nack with requeue, or
 // reject to the dead letters. -events writes one JSON line per step (for
@@ -35,13 +35,10 @@ import (
 )
 
 const (
-	lease      = 5 * time.Second
-	prefetch   = 20
-	retryPause = 200 * time.Millisecond // before a nack, so a message in progress elsewhere does not spin
+	leaseLength = 5 * time.Second
+	prefetch    = 20
+	retryPause  = 200 * time.Millisecond // before a nack, so a message in progress elsewhere does not spin
 )
-
-// errLeaseGone: the lease ended before an effect that cannot be fenced; do not apply it.
-var errLeaseGone = errors.New("lease gone before the plain effect")
 
 // events appends one JSON line per step with a single write (survives SIGKILL line by line).
 type events struct {
@@ -73,11 +70,12 @@ type consumer struct {
 }
 
 // apply is the handler: three sinks. An error here releases the lease (nothing committed).
-func (c *consumer) apply(ctx context.Context, orderID string, token uint64) error {
+func (c *consumer) apply(ctx context.Context, orderID string, lease *dedup.Lease) error {
+	token := lease.Token()
 	c.ev.log("claimed", map[string]any{"id": orderID, "token": token})
 	// 1. transactional sink: exactly once.
 	first, err := c.inTx(ctx, func(tx *sql.Tx) (bool, error) {
-		first, err := markApplied(ctx, tx, c.namespace, []byte(orderID), token)
+		first, err := dedup.MarkApplied(ctx, tx, c.namespace, []byte(orderID), token)
 		if err != nil || !first {
 			return first, err
 		}
@@ -91,7 +89,7 @@ func (c *consumer) apply(ctx context.Context, orderID string, token uint64) erro
 	c.ev.log("tx", map[string]any{"id": orderID, "token": token, "first": first})
 	// 2. fenced resource: no stale overwrite.
 	fresh, err := c.inTx(ctx, func(tx *sql.Tx) (bool, error) {
-		ok, err := advanceFence(ctx, tx, "order/"+orderID, token)
+		ok, err := dedup.AdvanceFence(ctx, tx, "order/"+orderID, token)
 		if err != nil || !ok {
 			return ok, err
 		}
@@ -104,13 +102,11 @@ func (c *consumer) apply(ctx context.Context, orderID string, token uint64) erro
 	}
 	c.ev.log("fenced", map[string]any{"id": orderID, "token": token, "ok": fresh})
 	// 3. plain effect: cannot be fenced, so make sure the lease is still ours right before it.
-	renewed, err := c.client.Renew(ctx, c.namespace, []byte(orderID), token, dedup.Lease(lease))
-	if err != nil {
+	if err := lease.Ensure(ctx); err != nil { // a synchronous Renew: ErrLeaseLost if another holder may have taken over
+		if errors.Is(err, dedup.ErrLeaseLost) {
+			c.ev.log("lease_gone", map[string]any{"id": orderID, "token": token})
+		}
 		return err
-	}
-	if renewed.Outcome == dedup.RenewLeaseLost {
-		c.ev.log("lease_gone", map[string]any{"id": orderID, "token": token})
-		return errLeaseGone
 	}
 	if _, err := c.db.ExecContext(ctx, "INSERT INTO order_plain_effect (id, token, consumer) VALUES ($1, $2, $3)",
 		orderID, int64(token), c.name); err != nil {
@@ -136,25 +132,25 @@ func (c *consumer) inTx(ctx context.Context, body func(*sql.Tx) (bool, error)) (
 // handle runs one delivery through the helper and tells the broker what to do.
 func (c *consumer) handle(ctx context.Context, d amqp.Delivery) error {
 	orderID := d.MessageId
-	outcome, err := c.client.Once(ctx, c.namespace, []byte(orderID), func(ctx context.Context, token uint64) ([]byte, error) {
-		return nil, c.apply(ctx, orderID, token)
-	}, dedup.OnceLease(lease))
+	outcome, err := c.client.Once(ctx, c.namespace, []byte(orderID), func(ctx context.Context, l *dedup.Lease) ([]byte, error) {
+		return nil, c.apply(ctx, orderID, l)
+	}, dedup.OnceLease(leaseLength))
 	if err != nil { // released (handler error) or the sidecar unreachable: the redelivery decides
 		c.ev.log("error", map[string]any{"id": orderID, "kind": fmt.Sprintf("%T", err), "msg": err.Error()})
 		time.Sleep(retryPause)
 		return d.Nack(false, true)
 	}
 	c.ev.log("outcome", map[string]any{"id": orderID, "status": string(outcome.Status), "token": outcome.FencingToken})
-	switch {
-	case outcome.ShouldAck(): // PROCESSED, DUPLICATE, LEASE_LOST
+	switch outcome.Action() {
+	case dedup.Ack: // PROCESSED, DUPLICATE, LEASE_LOST
 		if err := d.Ack(false); err != nil {
 			return err
 		}
 		c.ev.log("acked", map[string]any{"id": orderID})
 		return nil
-	case outcome.Status == dedup.Conflict: // the same id with other content: dead-letter it
+	case dedup.DeadLetter: // CONFLICT: the same id with other content
 		return d.Reject(false)
-	default: // IN_PROGRESS: another consumer holds it; the copy comes back
+	default: // NACK (IN_PROGRESS after the claim's wait): another consumer still holds it
 		time.Sleep(min(outcome.RetryAfter, retryPause))
 		return d.Nack(false, true)
 	}

@@ -18,22 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pika
 import psycopg
 from dedup_client import Action, DedupClient, DedupError, EffectivelyOnce, Lease, LeaseLostError
+from dedup_client.sinks import advance_fence, mark_applied
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
-
-try:
-    from dedup_client.sinks import advance_fence, mark_applied  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # a client without the sink helpers: the same SQL, next to this file
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from recipes import advance_fence, mark_applied
 
 LEASE_MS = 5_000
 PREFETCH = 20
