@@ -152,3 +152,19 @@ def analyse(
         plain_duplicates=duplicates,
         chaos=dict(counts),
     )
+
+
+def pause_story(events: dict[str, list[dict[str, Any]]], chaos: list[dict[str, Any]], tx_rows: list[Row]) -> list[str]:
+    """What became of each id a consumer held when it was SIGSTOPped (for the summary)."""
+    lines = []
+    for stop in (c for c in chaos if c["kind"] == "consumer_sigstop"):
+        mine = [e for e in events.get(stop["consumer"], []) if e.get("id") == stop["id"] and e["t"] >= stop["t"] - 1]
+        steps = ", ".join(e["e"] + (f"={e.get('status') or e.get('kind')}" if e["e"] in ("outcome", "error") else "")
+                          for e in mine)  # fmt: skip
+        applied = [r for r in tx_rows if r.id == stop["id"]]
+        by = f"{applied[0].consumer} (token {applied[0].token})" if applied else "nobody"
+        lines.append(
+            f"sigstop {stop['consumer']} holding {stop['id']} (token {stop['token']}): its steps: {steps or 'none'}; "
+            f"transactional effect by {by}"
+        )
+    return lines

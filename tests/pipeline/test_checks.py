@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.pipeline.checks import EXPECTED_CAUSES, Row, analyse
+from tests.pipeline.checks import EXPECTED_CAUSES, Row, analyse, pause_story
 
 
 def ev(consumer: str, event: str, t: float, **fields: Any) -> dict[str, Any]:
@@ -74,3 +74,17 @@ def test_a_stale_plain_write_is_unexplained() -> None:
     plain = [Row(1, "a", 3, "py0.1"), Row(2, "a", 2, "py1.1")]
     report = analyse(["a"], [Row(1, "a", 3, "py0.1")], [], plain, {}, [])
     assert report.unexplained() == [("a", "unexplained: a stale holder wrote after a newer one")]
+
+
+def test_the_pause_story_names_the_steps_and_who_applied() -> None:
+    events = {
+        "py0.1": [
+            ev("py0.1", "claimed", 1.0, id="a", token=1),
+            ev("py0.1", "tx", 17.0, id="a", token=1, first=False),
+            ev("py0.1", "error", 17.1, id="a", kind="LeaseLostError"),
+        ]
+    }
+    chaos = [{"kind": "consumer_sigstop", "consumer": "py0.1", "id": "a", "token": 1, "t": 1.01}]
+    [line] = pause_story(events, chaos, [Row(5, "a", 2, "go1.1")])
+    assert "claimed, tx, error=LeaseLostError" in line
+    assert "transactional effect by go1.1 (token 2)" in line

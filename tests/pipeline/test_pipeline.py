@@ -10,6 +10,7 @@ every plain-sink duplicate reported with its cause. DEDUP_PIPELINE_SEED seeds th
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import psycopg
 import pytest
 
 from tests.pipeline.chaos import Chaos
-from tests.pipeline.checks import Report, Row, analyse, read_events
+from tests.pipeline.checks import Report, Row, analyse, pause_story, read_events
 from tests.pipeline.processes import (
     PY_EXAMPLE,
     Consumers,
@@ -114,9 +115,10 @@ def test_pipeline_under_chaos(services: tuple[RabbitMQProcess, PostgresProcess],
             time.sleep(2)
         ids = [f"order-{n}" for n in range(MESSAGES)]
         events = read_events([slot.events for slot in slots])
+        tx_rows = fetch(pg.dsn, "order_effect")
         report = analyse(
             ids,
-            fetch(pg.dsn, "order_effect"),
+            tx_rows,
             fetch(pg.dsn, "order_fenced_write"),
             fetch(pg.dsn, "order_plain_effect"),
             events,
@@ -127,6 +129,9 @@ def test_pipeline_under_chaos(services: tuple[RabbitMQProcess, PostgresProcess],
         print(report.summary())
         for order_id, cause in report.plain_duplicates:
             print(f"  plain duplicate {order_id}: {cause}")
+        for line in pause_story(events, chaos.log.entries, tx_rows):
+            print(f"  {line}")
+        (tmp_path / "chaos.json").write_text(json.dumps(chaos.log.entries, indent=1))
     finally:
         chaos.stop()
         consumers.stop()
