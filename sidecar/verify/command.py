@@ -1,8 +1,9 @@
 """The `dedup-sidecar verify` subcommand: flags, the run, the summary and the JSON report.
 
-Exit codes: 0 every guarantee held, 1 a guarantee was broken (lost messages, duplicate
-effects, or a wrong answer), 2 usage error, 4 the run hit --max-duration before every
-message was acked (inconclusive).
+Exit codes: 0 every guarantee held, 1 a guarantee was broken (a lost message, a duplicate
+effect on the transactional sink, a stale write on the fenced sink, or a wrong answer; plain-sink
+repeats are reported with their causes and do not fail the run), 2 usage error, 4 the run hit
+--max-duration before every message was acked (inconclusive).
 """
 
 from __future__ import annotations

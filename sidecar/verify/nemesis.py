@@ -43,7 +43,8 @@ def schedule(rng: random.Random, duration_s: float, every_s: float, kinds: tuple
 
 
 class ConsumerFaults:
-    """Decides, per acquired lease, whether the consumer crashes or pauses past its lease."""
+    """Decides, per acquired lease, whether the consumer crashes (before its effects, or after them
+    and before Commit: half each) or pauses past its lease."""
 
     def __init__(self, rng: random.Random, crash_rate: float, pause_rate: float) -> None:
         self._rng = rng
@@ -52,8 +53,10 @@ class ConsumerFaults:
 
     def __call__(self) -> str | None:
         roll = self._rng.random()
-        if roll < self._crash_rate:
+        if roll < self._crash_rate / 2:
             return "crash"
+        if roll < self._crash_rate:
+            return "crash_after_effect"
         if roll < self._crash_rate + self._pause_rate:
             return "pause"
         return None

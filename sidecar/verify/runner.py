@@ -73,6 +73,7 @@ class Report:
         v = self.verdict
         faults = ", ".join(f"{k}={n}" for k, n in sorted(v.faults.items())) or "none"
         errors = ", ".join(f"{k}={n}" for k, n in sorted(v.rpc_errors.items())) or "none"
+        causes = "; ".join(f"{n}x {cause}" for cause, n in sorted(v.plain_causes.items()))
         return "\n".join(
             [
                 f"verify seed={self.config.seed} target={self.config.target or 'local'} "
@@ -82,12 +83,18 @@ class Report:
                 f"{self.elapsed_s:.1f}s{'' if self.finished else ' (TIME LIMIT: not every message was acked)'}",
                 f"  faults injected: {faults}",
                 f"  rpc errors: {errors}",
-                f"  lost (input - applied): {len(v.lost)}",
-                f"  duplicate effects: {v.duplicate_effects} "
-                f"(after an acknowledged commit: {v.duplicates_after_commit}; "
-                f"by a writer whose lease ended before its commit was confirmed: {v.stale_writer_duplicates})",
-                f"  stale writes rejected by the fenced sink: {v.fenced_rejections}; LEASE_LOST: {v.lease_lost}",
-                f"  verdict: {'OK: effectively once' if v.ok else 'GUARANTEE BROKEN'}",
+                f"  lost (input - applied, on any sink): {len(v.lost)}",
+                f"  wrong answers (ACQUIRED after a recorded Commit): {v.duplicates_after_commit}",
+                f"  transactional sink: duplicate effects {v.transactional_duplicates}"
+                f" -> {'exactly once' if v.transactional_duplicates == 0 and not v.lost else 'BROKEN'}",
+                f"  fenced sink: stale writes {v.stale_fenced_writes}, repeats by a newer token {v.fenced_repeats}, "
+                f"stale writes rejected {v.fenced_rejections}"
+                f" -> {'no stale write' if v.stale_fenced_writes == 0 else 'BROKEN'}",
+                f"  plain sink: duplicate effects {v.plain_duplicates}"
+                f"{' (' + causes + ')' if causes else ''} -> at least once: the crash window, not effectively once",
+                f"  LEASE_LOST: {v.lease_lost}",
+                f"  verdict: {'OK' if v.ok else 'GUARANTEE BROKEN'} "
+                "(nothing lost, transactional exactly once, no stale fenced write, no wrong answer)",
             ]
         )
 

@@ -31,8 +31,14 @@ async def test_verifier_under_every_fault_class_reports_effectively_once() -> No
     assert report.finished, report.summary()
     assert verdict.ok, report.summary()
     assert verdict.lost == []
-    assert verdict.duplicate_effects == verdict.stale_writer_duplicates
+    assert verdict.transactional_duplicates == 0
+    assert verdict.stale_fenced_writes == 0
     assert verdict.faults.get("consumer_crash", 0) > 0
+    # Every holder that died between its effect and its Commit shows up as one plain repeat, with that cause.
+    crashed_after = verdict.faults.get("consumer_crash_after_effect", 0)
+    assert crashed_after > 0, report.summary()
+    assert verdict.plain_causes.get("holder died after its effect, before Commit", 0) == crashed_after
+    assert "not effectively once" in report.summary()
     assert sum(verdict.faults.get(kind, 0) for kind in PROCESS_FAULTS) >= 5, report.summary()
 
 
@@ -55,5 +61,6 @@ async def test_verifier_flags_lost_and_duplicate_effects_when_redis_forgets() ->
     )
     report = await verify(config)
     assert report.verdict.faults.get("redis_restart", 0) >= 2
-    assert report.verdict.duplicates_after_commit + report.verdict.duplicate_effects > 0, report.summary()
+    assert report.verdict.duplicates_after_commit > 0, report.summary()
+    assert report.verdict.transactional_duplicates == 0  # the database remembers what Redis forgot
     assert not report.verdict.ok
