@@ -121,7 +121,17 @@ func (l *Lease) Ensure(ctx context.Context) error {
 	if l.Lost() {
 		return ErrLeaseLost
 	}
-	return l.renew(ctx)
+	if !time.Now().Before(l.Expires()) {
+		// Past the lease's end by our own clock (e.g. the process was paused):
+		// whoever claims the id now may hold it, so the lease counts as lost.
+		l.markLost()
+		return ErrLeaseLost
+	}
+	err := l.renew(ctx)
+	if err != nil && l.Lost() {
+		return ErrLeaseLost
+	}
+	return err
 }
 
 func (l *Lease) renew(ctx context.Context) error {

@@ -187,6 +187,25 @@ func TestLeaseEnsure(t *testing.T) {
 	}
 }
 
+// A handler paused past its lease whose own context has ended meanwhile (the
+// caller's deadline): Ensure still says ErrLeaseLost, not the context's error,
+// so `errors.Is(err, ErrLeaseLost)` catches a stale holder after SIGCONT.
+func TestLeaseEnsureAfterExpiryWithAnEndedContext(t *testing.T) {
+	c, ctx, id := liveClient(t), context.Background(), freshID()
+	o, err := c.Once(ctx, ns, id, func(hctx context.Context, lease *dedup.Lease) ([]byte, error) {
+		waitUntil(t, func() bool { r, _ := c.Inspect(ctx, ns, id); return r.State == dedup.StateAbsent })
+		ended, cancel := context.WithCancel(hctx)
+		cancel()
+		if err := lease.Ensure(ended); !errors.Is(err, dedup.ErrLeaseLost) || !lease.Lost() {
+			t.Errorf("ensure after expiry with an ended context: %v lost=%v", err, lease.Lost())
+		}
+		return nil, nil
+	}, dedup.OnceLease(1500*time.Millisecond), dedup.OnceRenewEvery(time.Minute))
+	if err != nil || o.Status != dedup.Processed {
+		t.Fatalf("%+v %v", o, err)
+	}
+}
+
 // A panicking handler: the heartbeat goroutine is stopped (deferred), the
 // lease released, and the panic reaches the caller.
 func TestOncePanickingHandlerLeaksNoGoroutine(t *testing.T) {
