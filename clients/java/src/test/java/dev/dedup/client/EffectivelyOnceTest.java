@@ -77,7 +77,41 @@ class EffectivelyOnceTest {
   void reportsInProgressWhileAnotherHoldersLeaseIsLive() throws Exception {
     String id = freshId();
     assertEquals(ClaimOutcome.CLAIM_OUTCOME_ACQUIRED, client.claim(NS, id).getOutcome());
-    assertEquals(EffectivelyOnce.Status.IN_PROGRESS, once.process(NS, id, lease -> null).status());
+    ClaimRequest claim = ClaimRequest.newBuilder().setNamespace(NS).setId(DedupClient.bytes(id)).setWaitMs(200).build();
+    AtomicInteger runs = new AtomicInteger();
+    EffectivelyOnce.Outcome outcome = once.process(claim, lease -> { runs.incrementAndGet(); return null; });
+    assertEquals(EffectivelyOnce.Status.IN_PROGRESS, outcome.status());
+    assertEquals(EffectivelyOnce.Action.NACK, outcome.action());
+    assertEquals(false, outcome.shouldAck());
+    assertEquals(0, runs.get());
+  }
+
+  @Test
+  void aLeaseTakenOverBeforeTheCommitIsTheLeaseLostStatusNotAnException() throws Exception {
+    String id = freshId();
+    EffectivelyOnce.Outcome outcome =
+        once.process(
+            NS,
+            id,
+            lease -> {
+              client.forget(dev.dedup.v1.ForgetRequest.newBuilder().setNamespace(NS).setId(DedupClient.bytes(id)).build());
+              assertEquals(ClaimOutcome.CLAIM_OUTCOME_ACQUIRED, client.claim(NS, id).getOutcome());
+              assertThrows(LeaseLostException.class, lease::ensure);
+              assertEquals(true, lease.isLost());
+              return null;
+            });
+    assertEquals(EffectivelyOnce.Status.LEASE_LOST, outcome.status());
+    assertEquals(EffectivelyOnce.Action.ACK, outcome.action());
+    assertEquals(true, outcome.shouldAck());
+  }
+
+  @Test
+  void noRenewalOutlivesAFailingHandler() throws Exception {
+    String id = freshId();
+    ClaimRequest claim = ClaimRequest.newBuilder().setNamespace(NS).setId(DedupClient.bytes(id)).setLeaseMs(300).build();
+    assertThrows(IllegalStateException.class, () -> once.process(claim, lease -> { throw new IllegalStateException("boom"); }));
+    // Released at once; and no renewal keeps a later holder's record alive past its own lease.
+    assertEquals(RecordState.RECORD_STATE_ABSENT, client.inspect(NS, id).getState());
   }
 
   @Test
