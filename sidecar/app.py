@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from sidecar.domain.ack_budget import ack_timeout_problems
+from sidecar.domain.claim_waiters import ClaimWaiters
 from sidecar.domain.errors import PolicyError, StoreError
+from sidecar.domain.keys import wake_channel
 from sidecar.embedded import EmbeddedRedis, EmbeddedServerError
 from sidecar.health import HealthMonitor
 from sidecar.policies_file import PolicyFile
@@ -19,6 +21,7 @@ from sidecar.redis_store.connection import mode_of, redact
 from sidecar.redis_store.factory import inspect_any, open_store
 from sidecar.redis_store.safety import StoreReport
 from sidecar.redis_store.store import RedisStore
+from sidecar.redis_store.wake import subscriber_for
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
 from sidecar.telemetry.config import TelemetryConfigError
@@ -83,9 +86,9 @@ class StoreGate:
             return self.safe
 
 
-def _start_telemetry(settings: Settings, policies: PolicyFile) -> Telemetry:
+def _start_telemetry(settings: Settings, policies: PolicyFile, waiters: ClaimWaiters) -> Telemetry:
     try:
-        telemetry = start_telemetry(policies, settings.metrics_listen)
+        telemetry = start_telemetry(policies, settings.metrics_listen, waiters=waiters)
     except (TelemetryConfigError, OSError, ValueError) as err:
         raise StartupError(f"cannot start telemetry: {err}", EXIT_CONFIG) from err
     log.info("telemetry", extra=telemetry.report())
@@ -143,8 +146,12 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     except StoreError as err:
         log.warning("store not reachable at startup (%s); serving NOT_SERVING until it is", err)
 
-    telemetry = _start_telemetry(settings, policies)
-    service = DedupService(store, policies, ServiceLimits(settings.max_batch, settings.key_prefix), telemetry.observer)
+    waiters = ClaimWaiters(settings.max_claim_waiters)
+    telemetry = _start_telemetry(settings, policies, waiters)
+    service = DedupService(
+        store, policies, ServiceLimits(settings.max_batch, settings.key_prefix), telemetry.observer, waiters
+    )
+    wake = subscriber_for(store.client, wake_channel(settings.key_prefix), waiters)
     health = HealthMonitor(gate.probe, settings.health_interval / 1000)
     await health.start()
     servicer = build_servicer(settings, service, policies)
@@ -178,6 +185,7 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     tasks = [
         asyncio.create_task(health.run(), name="health"),
         asyncio.create_task(policies.watch(settings.policies_poll / 1000), name="policies"),
+        asyncio.create_task(wake.run(), name="wake"),
     ]
     try:
         await stop.wait()

@@ -19,6 +19,7 @@ from sidecar.transport.status import to_grpc_status, to_item_error
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[object, object]
+_WAIT_MARGIN_S = 0.1  # a waiting Claim answers IN_PROGRESS this long before the call's deadline
 
 
 def _batch_results(results: Sequence[object | StoreError], to_message: Callable[[T], object], empty: type) -> list:  # type: ignore[type-arg]
@@ -44,6 +45,7 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
             "claim": self._stream_claim,
             "commit": self._stream_commit,
             "release": self._stream_release,
+            "renew": self._stream_renew,
             "check_batch": lambda body, budget: self._check_batch(body, budget, None),
             "claim_batch": lambda body, budget: self._claim_batch(body, budget, None),
             "commit_batch": lambda body, budget: self._commit_batch(body, budget, None),
@@ -55,6 +57,11 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
         if remaining is None:
             return self._default_deadline_s
         return max(remaining * 0.9 - 0.005, 0.0)
+
+    def _wait_limit(self, context: Context) -> float:
+        """How long a unary Claim may wait: until 100 ms before the caller's deadline (or the default)."""
+        remaining = context.time_remaining()
+        return (self._default_deadline_s if remaining is None else remaining) - _WAIT_MARGIN_S
 
     async def _call(self, context: Context, run: Callable[[float], Awaitable[T]]) -> T:
         try:
@@ -72,8 +79,11 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
 
     async def Claim(self, request: pb.ClaimRequest, context: Context) -> pb.ClaimResponse:
         req = convert.claim_request(request)
+        limit = self._wait_limit(context)
         return convert.claim_response(
-            await self._call(context, lambda t: self._service.claim(req, timeout_s=t, trace=current_trace()))
+            await self._call(
+                context, lambda t: self._service.claim(req, timeout_s=t, trace=current_trace(), wait_limit_s=limit)
+            )
         )
 
     async def Commit(self, request: pb.CommitRequest, context: Context) -> pb.CommitResponse:
@@ -120,7 +130,10 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
         self, m: pb.ClaimBatchRequest, budget_s: float, context: Context | None
     ) -> pb.ClaimBatchResponse:
         reqs = [convert.claim_request(item) for item in m.items]
-        results = await self._batch(context, self._service.claim_batch(reqs, timeout_s=budget_s, trace=current_trace()))
+        limit = None if context is None else self._wait_limit(context)
+        results = await self._batch(
+            context, self._service.claim_batch(reqs, timeout_s=budget_s, trace=current_trace(), wait_limit_s=limit)
+        )
         return pb.ClaimBatchResponse(results=_batch_results(results, convert.claim_response, pb.ClaimResponse))
 
     async def _commit_batch(
@@ -156,6 +169,9 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
 
     async def _stream_release(self, m: pb.ReleaseRequest, budget_s: float) -> pb.ReleaseResponse:
         return convert.release_response(await self._service.release(convert.release_request(m), timeout_s=budget_s))
+
+    async def _stream_renew(self, m: pb.RenewRequest, budget_s: float) -> pb.RenewResponse:
+        return convert.renew_response(await self._service.renew(convert.renew_request(m), timeout_s=budget_s))
 
     async def _stream_one(self, m: pb.StreamRequest) -> pb.StreamResponse:
         """One stream message, answered like the unary call; errors become `error`."""
