@@ -163,14 +163,20 @@ public final class DedupClient implements AutoCloseable {
   }
 
   /**
-   * A Claim; a {@code wait_ms} is capped to the call's remaining deadline minus 100 ms, so a wait
-   * that outlasts the deadline answers IN_PROGRESS instead of DEADLINE_EXCEEDED.
+   * A Claim. With {@code wait_ms}, an id another holder has in progress makes the call wait for
+   * that holder's Commit (DUPLICATE), Release or lost lease (ACQUIRED), or the end of the wait
+   * (IN_PROGRESS), which always ends before the call's deadline. A Claim whose wait does not fit in
+   * the remaining deadline less 100 ms goes as a unary call (the sidecar ends it before the
+   * deadline); the others ride the stream.
    */
   public ClaimResponse claim(ClaimRequest req) {
     return call(
         RetryPolicy.Kind.RETRY,
-        u -> stub.withDeadline(u).claim(capWait(req, u)),
-        u -> (ClaimResponse) viaStream(StreamRequest.RequestCase.CLAIM, capWait(req, u), u));
+        u -> stub.withDeadline(u).claim(req),
+        u ->
+            outlastsDeadline(req, u)
+                ? stub.withDeadline(u).claim(req)
+                : (ClaimResponse) viaStream(StreamRequest.RequestCase.CLAIM, req, u));
   }
 
   /** A Claim that waits up to {@code waitMs} for another holder's lease to end (see {@link #claim(ClaimRequest)}). */
@@ -178,12 +184,9 @@ public final class DedupClient implements AutoCloseable {
     return claim(ClaimRequest.newBuilder().setNamespace(namespace).setId(bytes(id)).setWaitMs(waitMs).build());
   }
 
-  static ClaimRequest capWait(ClaimRequest req, Deadline until) {
-    if (req.getWaitMs() <= 0) {
-      return req;
-    }
-    long room = Math.max(0, until.timeRemaining(TimeUnit.MILLISECONDS) - WAIT_MARGIN_MS);
-    return req.getWaitMs() <= room ? req : req.toBuilder().setWaitMs(room).build();
+  /** A Stream message carries no deadline, so the sidecar could not end this wait in time. */
+  private static boolean outlastsDeadline(ClaimRequest req, Deadline until) {
+    return req.getWaitMs() > 0 && req.getWaitMs() > until.timeRemaining(TimeUnit.MILLISECONDS) - WAIT_MARGIN_MS;
   }
 
   public ClaimResponse claim(String namespace, String id) {

@@ -158,7 +158,10 @@ public final class EffectivelyOnce implements AutoCloseable {
   public Outcome process(ClaimRequest claim, Handler handler) throws Exception {
     ClaimRequest request = claim.getWaitMs() > 0 ? claim : claim.toBuilder().setWaitMs(waitMs).build();
     long sent = System.nanoTime();
-    ClaimResponse r = client.claim(request);
+    // The wait comes on top of the client's deadline, so it is not cut short and rides the stream.
+    ClaimResponse r =
+        (request.getWaitMs() > 0 ? client.withDeadline(client.deadline().plusMillis(request.getWaitMs())) : client)
+            .claim(request);
     switch (r.getOutcome()) {
       case CLAIM_OUTCOME_DUPLICATE:
         return new Outcome(
