@@ -27,7 +27,11 @@ final class StreamSession implements StreamObserver<StreamResponse> {
 
   StreamSession(StreamMux mux, DedupGrpc.DedupStub stub) {
     this.mux = mux;
-    this.requests = stub.stream(this);
+    // The stream outlives the call that opens it: it must not carry that caller's trace context
+    // (every later message would look like part of that trace), so it is opened from the root.
+    try (io.opentelemetry.context.Scope ignored = io.opentelemetry.context.Context.root().makeCurrent()) {
+      this.requests = stub.stream(this);
+    }
   }
 
   synchronized boolean dead() {
