@@ -167,16 +167,26 @@ public final class DedupClient implements AutoCloseable {
    * that holder's Commit (DUPLICATE), Release or lost lease (ACQUIRED), or the end of the wait
    * (IN_PROGRESS), which always ends before the call's deadline. A Claim whose wait does not fit in
    * the remaining deadline less 100 ms goes as a unary call (the sidecar ends it before the
-   * deadline); the others ride the stream.
+   * deadline), and so do waiting Claims beyond {@value StreamMux#MAX_STREAM_WAITERS} on the stream at
+   * once; the others ride the stream.
    */
   public ClaimResponse claim(ClaimRequest req) {
     return call(
         RetryPolicy.Kind.RETRY,
         u -> stub.withDeadline(u).claim(req),
-        u ->
-            outlastsDeadline(req, u)
-                ? stub.withDeadline(u).claim(req)
-                : (ClaimResponse) viaStream(StreamRequest.RequestCase.CLAIM, req, u));
+        u -> {
+          if (req.getWaitMs() <= 0) {
+            return (ClaimResponse) viaStream(StreamRequest.RequestCase.CLAIM, req, u);
+          }
+          if (outlastsDeadline(req, u) || !mux.tryAcquireWaiter()) {
+            return stub.withDeadline(u).claim(req);
+          }
+          try {
+            return (ClaimResponse) viaStream(StreamRequest.RequestCase.CLAIM, req, u);
+          } finally {
+            mux.releaseWaiter();
+          }
+        });
   }
 
   /** A Claim that waits up to {@code waitMs} for another holder's lease to end (see {@link #claim(ClaimRequest)}). */
@@ -186,7 +196,7 @@ public final class DedupClient implements AutoCloseable {
 
   /** A Stream message carries no deadline, so the sidecar could not end this wait in time. */
   private static boolean outlastsDeadline(ClaimRequest req, Deadline until) {
-    return req.getWaitMs() > 0 && req.getWaitMs() > until.timeRemaining(TimeUnit.MILLISECONDS) - WAIT_MARGIN_MS;
+    return req.getWaitMs() > until.timeRemaining(TimeUnit.MILLISECONDS) - WAIT_MARGIN_MS;
   }
 
   public ClaimResponse claim(String namespace, String id) {

@@ -38,11 +38,18 @@ import java.util.concurrent.locks.ReentrantLock;
  */
 final class StreamMux implements AutoCloseable {
   static final int MAX_BATCH = 100;
+  /**
+   * Most waiting Claims (wait_ms > 0) in flight on the stream at once. The sidecar reads a stream
+   * only while fewer than its window (128 by default) of messages are unanswered; waiting Claims
+   * beyond this share go as unary calls, so they never hold up the Commits that would wake them.
+   */
+  static final int MAX_STREAM_WAITERS = 32;
 
   private final DedupGrpc.DedupStub stub;
   private final AtomicLong correlationIds = new AtomicLong();
   private final AtomicLong messagesSent = new AtomicLong();
   private final AtomicLong abandonedReleases = new AtomicLong();
+  private final java.util.concurrent.Semaphore waiters = new java.util.concurrent.Semaphore(MAX_STREAM_WAITERS);
   private final ConcurrentLinkedQueue<StreamCall> queue = new ConcurrentLinkedQueue<>();
   private final ReentrantLock sendLock = new ReentrantLock();
   private StreamSession session; // guarded by sendLock
@@ -51,6 +58,15 @@ final class StreamMux implements AutoCloseable {
 
   StreamMux(DedupGrpc.DedupStub stub) {
     this.stub = stub;
+  }
+
+  /** A place for one waiting Claim on the stream; false: send it as a unary call. Give it back with {@link #releaseWaiter()}. */
+  boolean tryAcquireWaiter() {
+    return waiters.tryAcquire();
+  }
+
+  void releaseWaiter() {
+    waiters.release();
   }
 
   /** True once the server answered the Stream with UNIMPLEMENTED: use unary calls from then on. */

@@ -102,7 +102,7 @@ final class StreamSession implements StreamObserver<StreamResponse> {
     switch (r.getResponseCase()) {
       case ERROR -> {
         ItemError e = r.getError();
-        if (calls.size() > 1 && e.getCode() == Status.Code.INVALID_ARGUMENT.value()) {
+        if (calls.size() > 1 && rejectedBeforeRunning(e.getCode())) {
           mux.resendSingly(calls); // one bad item fails a whole batch: let each call get its own answer
         } else {
           failAll(calls, StreamErrors.toException(e));
@@ -133,6 +133,17 @@ final class StreamSession implements StreamObserver<StreamResponse> {
       }
       default -> failAll(calls, Status.INTERNAL.withDescription("empty stream response").asRuntimeException());
     }
+  }
+
+  /**
+   * Codes with which the sidecar rejects a whole batch before running any item (bad input, an
+   * unknown or forbidden namespace): safe to send each call again on its own, Checks included.
+   */
+  private static boolean rejectedBeforeRunning(int code) {
+    return code == Status.Code.INVALID_ARGUMENT.value()
+        || code == Status.Code.NOT_FOUND.value()
+        || code == Status.Code.PERMISSION_DENIED.value()
+        || code == Status.Code.UNAUTHENTICATED.value();
   }
 
   private void deliverItem(StreamMux.StreamCall call, Message item, ItemError error) {
