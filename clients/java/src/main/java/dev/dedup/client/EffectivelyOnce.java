@@ -8,6 +8,7 @@ import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.Executor;
+import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 
@@ -34,6 +35,7 @@ public final class EffectivelyOnce implements AutoCloseable {
   private final long waitMs;
   private final Duration renewEvery; // null: a third of the lease
   private final ScheduledExecutorService heartbeats;
+  private final ExecutorService renewers;
 
   public EffectivelyOnce(DedupClient client) {
     this(builder(client));
@@ -45,6 +47,13 @@ public final class EffectivelyOnce implements AutoCloseable {
     this.renewEvery = b.renewEvery;
     this.heartbeats =
         Executors.newSingleThreadScheduledExecutor(
+            r -> {
+              Thread t = new Thread(r, "dedup-lease-timer");
+              t.setDaemon(true);
+              return t;
+            });
+    this.renewers =
+        Executors.newCachedThreadPool(
             r -> {
               Thread t = new Thread(r, "dedup-lease-renewer");
               t.setDaemon(true);
@@ -177,7 +186,7 @@ public final class EffectivelyOnce implements AutoCloseable {
     }
     Lease lease = new Lease(client, claim.getNamespace(), claim.getId(), r.getFencingToken(), claim.getLeaseMs(), leaseMs(claim, r), sent);
     long every = renewEvery != null ? renewEvery.toMillis() : Math.max(50, lease.leaseMs() / 3);
-    lease.startRenewing(heartbeats, every);
+    lease.startRenewing(heartbeats, renewers, every);
     try {
       byte[] result;
       try {
@@ -237,5 +246,6 @@ public final class EffectivelyOnce implements AutoCloseable {
   @Override
   public void close() {
     heartbeats.shutdownNow();
+    renewers.shutdownNow();
   }
 }

@@ -4,6 +4,8 @@ import com.google.protobuf.ByteString;
 import dev.dedup.v1.RenewOutcome;
 import dev.dedup.v1.RenewRequest;
 import dev.dedup.v1.RenewResponse;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Future;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
@@ -24,7 +26,8 @@ public final class Lease {
   private final long leaseMs; // the lease's length, as granted
   private final AtomicBoolean lost = new AtomicBoolean();
   private volatile long expiresAtNanos; // local estimate, measured from before each claim/renew was sent
-  private ScheduledFuture<?> renewing;
+  private ScheduledFuture<?> renewing; // guarded by this
+  private Future<?> inFlight; // guarded by this
 
   Lease(DedupClient client, String namespace, ByteString id, long token, long requestedLeaseMs, long leaseMs, long sentAtNanos) {
     this.client = client;
@@ -101,21 +104,21 @@ public final class Lease {
     return false;
   }
 
-  /** Renews every {@code everyMs} on {@code scheduler} until {@link #stopRenewing()} or the lease is lost. */
-  synchronized void startRenewing(ScheduledExecutorService scheduler, long everyMs) {
+  /**
+   * Renews every {@code everyMs} until {@link #stopRenewing()}: {@code scheduler} only keeps time;
+   * each renewal runs on {@code renewers}, at most one at a time per lease, so a slow sidecar
+   * holding up one lease's renewal never delays another's.
+   */
+  synchronized void startRenewing(ScheduledExecutorService scheduler, ExecutorService renewers, long everyMs) {
     DedupClient renewer = client.withDeadline(java.time.Duration.ofMillis(Math.max(everyMs, 200)));
     renewing =
         scheduler.scheduleWithFixedDelay(
             () -> {
-              if (lost.get()) {
-                return;
-              }
-              try {
-                renew(renewer);
-              } catch (DedupException e) {
-                // a failed renewal is not a lost lease: the next one may get through
-              } catch (RuntimeException e) {
-                // never let one bad renewal cancel the schedule
+              synchronized (this) {
+                if (renewing == null || lost.get() || (inFlight != null && !inFlight.isDone())) {
+                  return;
+                }
+                inFlight = renewers.submit(() -> renewQuietly(renewer));
               }
             },
             everyMs,
@@ -123,10 +126,23 @@ public final class Lease {
             TimeUnit.MILLISECONDS);
   }
 
+  private void renewQuietly(DedupClient renewer) {
+    try {
+      renew(renewer);
+    } catch (RuntimeException e) {
+      // a failed renewal is not a lost lease: the next one may get through
+    }
+  }
+
+  /** Stops the renewals, interrupting one in flight: nothing of this lease runs after the call. */
   synchronized void stopRenewing() {
     if (renewing != null) {
       renewing.cancel(false);
       renewing = null;
+    }
+    if (inFlight != null) {
+      inFlight.cancel(true);
+      inFlight = null;
     }
   }
 }

@@ -105,7 +105,7 @@ final class ContractOnce {
   }
 
   /** Sends "cut MS" to the toggle proxy's control socket and waits for "ok". */
-  private static void cut(long ms) throws Exception {
+  static void cut(long ms) throws Exception {
     String control = System.getenv("DEDUP_TOGGLE_CONTROL");
     assertTrue(control != null && !control.isEmpty(), "$DEDUP_TOGGLE_CONTROL is not set");
     int colon = control.lastIndexOf(':');
