@@ -180,7 +180,14 @@ final class StreamMux implements AutoCloseable {
       }
     }
     if (session == null || session.dead()) {
-      session = new StreamSession(this, stub);
+      try {
+        session = new StreamSession(this, stub);
+      } catch (RuntimeException e) { // e.g. the channel is shut down
+        StatusRuntimeException failure = Status.UNAVAILABLE.withDescription("cannot open the stream").withCause(e).asRuntimeException();
+        groups.values().forEach(g -> g.forEach(c -> c.result.completeExceptionally(failure)));
+        singles.forEach(c -> c.result.completeExceptionally(failure));
+        return;
+      }
     }
     for (List<StreamCall> group : groups.values()) {
       if (group.size() == 1) {
