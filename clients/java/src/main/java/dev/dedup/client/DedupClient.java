@@ -155,7 +155,7 @@ public final class DedupClient implements AutoCloseable {
 
   /** Never retried: after a lost NEW, a retry would answer DUPLICATE for the caller's own mark. */
   public CheckResponse check(CheckRequest req) {
-    return call(RetryPolicy.Kind.NEVER, u -> stub.withDeadline(u).check(req), u -> (CheckResponse) viaStream(StreamRequest.RequestCase.CHECK, req, u));
+    return call(RetryPolicy.Kind.NEVER, u -> stub.withDeadline(u).check(req), streamed(StreamRequest.RequestCase.CHECK, req));
   }
 
   public CheckResponse check(String namespace, String id) {
@@ -176,17 +176,21 @@ public final class DedupClient implements AutoCloseable {
         u -> stub.withDeadline(u).claim(req),
         u -> {
           if (req.getWaitMs() <= 0) {
-            return (ClaimResponse) viaStream(StreamRequest.RequestCase.CLAIM, req, u);
+            return (ClaimResponse) mux.call(StreamRequest.RequestCase.CLAIM, req, u);
           }
           if (outlastsDeadline(req, u) || !mux.tryAcquireWaiter()) {
             return stub.withDeadline(u).claim(req);
           }
           try {
-            return (ClaimResponse) viaStream(StreamRequest.RequestCase.CLAIM, req, u);
+            return (ClaimResponse) mux.call(StreamRequest.RequestCase.CLAIM, req, u);
           } finally {
             mux.releaseWaiter();
           }
         });
+  }
+
+  public ClaimResponse claim(String namespace, String id) {
+    return claim(ClaimRequest.newBuilder().setNamespace(namespace).setId(bytes(id)).build());
   }
 
   /** A Claim that waits up to {@code waitMs} for another holder's lease to end (see {@link #claim(ClaimRequest)}). */
@@ -199,12 +203,8 @@ public final class DedupClient implements AutoCloseable {
     return req.getWaitMs() > until.timeRemaining(TimeUnit.MILLISECONDS) - WAIT_MARGIN_MS;
   }
 
-  public ClaimResponse claim(String namespace, String id) {
-    return claim(ClaimRequest.newBuilder().setNamespace(namespace).setId(bytes(id)).build());
-  }
-
   public CommitResponse commit(CommitRequest req) {
-    return call(RetryPolicy.Kind.RETRY, u -> stub.withDeadline(u).commit(req), u -> (CommitResponse) viaStream(StreamRequest.RequestCase.COMMIT, req, u));
+    return call(RetryPolicy.Kind.RETRY, u -> stub.withDeadline(u).commit(req), streamed(StreamRequest.RequestCase.COMMIT, req));
   }
 
   public CommitResponse commit(String namespace, String id, long token) {
@@ -212,7 +212,7 @@ public final class DedupClient implements AutoCloseable {
   }
 
   public ReleaseResponse release(ReleaseRequest req) {
-    return call(RetryPolicy.Kind.RETRY, u -> stub.withDeadline(u).release(req), u -> (ReleaseResponse) viaStream(StreamRequest.RequestCase.RELEASE, req, u));
+    return call(RetryPolicy.Kind.RETRY, u -> stub.withDeadline(u).release(req), streamed(StreamRequest.RequestCase.RELEASE, req));
   }
 
   public ReleaseResponse release(String namespace, String id, long token) {
@@ -220,7 +220,7 @@ public final class DedupClient implements AutoCloseable {
   }
 
   public RenewResponse renew(RenewRequest req) {
-    return call(RetryPolicy.Kind.RETRY, u -> stub.withDeadline(u).renew(req), u -> (RenewResponse) viaStream(StreamRequest.RequestCase.RENEW, req, u));
+    return call(RetryPolicy.Kind.RETRY, u -> stub.withDeadline(u).renew(req), streamed(StreamRequest.RequestCase.RENEW, req));
   }
 
   public RenewResponse renew(String namespace, String id, long token) {
@@ -260,8 +260,10 @@ public final class DedupClient implements AutoCloseable {
     T run(Deadline until);
   }
 
-  private com.google.protobuf.Message viaStream(StreamRequest.RequestCase kind, com.google.protobuf.Message req, Deadline until) {
-    return mux.call(kind, req, until);
+  /** An attempt over the stream; {@code T} is the response type of {@code kind}. */
+  @SuppressWarnings("unchecked")
+  private <T> Attempt<T> streamed(StreamRequest.RequestCase kind, com.google.protobuf.Message req) {
+    return u -> (T) mux.call(kind, req, u);
   }
 
   /**

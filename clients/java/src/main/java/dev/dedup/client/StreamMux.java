@@ -20,7 +20,6 @@ import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -282,29 +281,6 @@ final class StreamMux implements AutoCloseable {
       }
     } finally {
       sendLock.unlock();
-    }
-  }
-
-  /** One caller's call: its request and the future its answer (or error) completes. */
-  static final class StreamCall {
-    final StreamRequest.RequestCase kind;
-    final Message request;
-    final boolean coalesce;
-    final CompletableFuture<Message> result;
-
-    StreamCall(StreamRequest.RequestCase kind, Message request, boolean coalesce) {
-      this.kind = kind;
-      this.request = request;
-      this.coalesce = coalesce && kind != StreamRequest.RequestCase.RELEASE && kind != StreamRequest.RequestCase.RENEW;
-      this.result = new CompletableFuture<>();
-    }
-
-    /** The same call (same future), sent again on its own. */
-    StreamCall(StreamCall other, boolean coalesce) {
-      this.kind = other.kind;
-      this.request = other.request;
-      this.coalesce = coalesce;
-      this.result = other.result;
     }
   }
 }

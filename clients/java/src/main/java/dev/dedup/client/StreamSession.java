@@ -21,7 +21,7 @@ import java.util.Map;
  */
 final class StreamSession implements StreamObserver<StreamResponse> {
   private final StreamMux mux;
-  private final Map<Long, List<StreamMux.StreamCall>> inFlight = new HashMap<>(); // guarded by this
+  private final Map<Long, List<StreamCall>> inFlight = new HashMap<>(); // guarded by this
   private final StreamObserver<StreamRequest> requests;
   private boolean dead; // guarded by this
 
@@ -39,7 +39,7 @@ final class StreamSession implements StreamObserver<StreamResponse> {
   }
 
   /** Registers {@code calls} under the message's correlation id and writes it (send lock held). */
-  void send(StreamRequest message, List<StreamMux.StreamCall> calls) {
+  void send(StreamRequest message, List<StreamCall> calls) {
     synchronized (this) {
       if (dead) {
         failAll(calls, Status.UNAVAILABLE.withDescription("stream ended").asRuntimeException());
@@ -65,7 +65,7 @@ final class StreamSession implements StreamObserver<StreamResponse> {
 
   @Override
   public void onNext(StreamResponse r) {
-    List<StreamMux.StreamCall> calls;
+    List<StreamCall> calls;
     synchronized (this) {
       calls = inFlight.remove(r.getCorrelationId());
     }
@@ -85,20 +85,20 @@ final class StreamSession implements StreamObserver<StreamResponse> {
   }
 
   private void end(Status status) {
-    List<List<StreamMux.StreamCall>> orphans;
+    List<List<StreamCall>> orphans;
     synchronized (this) {
       dead = true;
       orphans = new ArrayList<>(inFlight.values());
       inFlight.clear();
     }
     Status failWith = status.getCode() == Status.Code.CANCELLED ? Status.UNAVAILABLE.withDescription(status.getDescription()) : StreamErrors.streamEnded(status);
-    for (List<StreamMux.StreamCall> calls : orphans) {
+    for (List<StreamCall> calls : orphans) {
       failAll(calls, failWith.asRuntimeException());
     }
     mux.sessionEnded(this, status);
   }
 
-  private void route(StreamResponse r, List<StreamMux.StreamCall> calls) {
+  private void route(StreamResponse r, List<StreamCall> calls) {
     switch (r.getResponseCase()) {
       case ERROR -> {
         ItemError e = r.getError();
@@ -146,7 +146,7 @@ final class StreamSession implements StreamObserver<StreamResponse> {
         || code == Status.Code.UNAUTHENTICATED.value();
   }
 
-  private void deliverItem(StreamMux.StreamCall call, Message item, ItemError error) {
+  private void deliverItem(StreamCall call, Message item, ItemError error) {
     if (item == null) {
       call.result.completeExceptionally(Status.INTERNAL.withDescription("batch answer is missing an item").asRuntimeException());
     } else if (error != null) {
@@ -156,13 +156,13 @@ final class StreamSession implements StreamObserver<StreamResponse> {
     }
   }
 
-  private void deliver(StreamMux.StreamCall call, Message answer) {
+  private void deliver(StreamCall call, Message answer) {
     if (!call.result.complete(answer)) {
       mux.abandoned(call, answer);
     }
   }
 
-  private static void failAll(List<StreamMux.StreamCall> calls, StatusRuntimeException e) {
+  private static void failAll(List<StreamCall> calls, StatusRuntimeException e) {
     calls.forEach(c -> c.result.completeExceptionally(e));
   }
 }
