@@ -9,6 +9,8 @@ import signal
 from dataclasses import dataclass, field
 from functools import partial
 
+import grpc
+
 from sidecar.domain.ack_budget import ack_timeout_problems
 from sidecar.domain.claim_waiters import ClaimWaiters
 from sidecar.domain.errors import PolicyError, StoreError
@@ -28,6 +30,7 @@ from sidecar.telemetry.config import TelemetryConfigError
 from sidecar.telemetry.runtime import Telemetry, start_telemetry
 from sidecar.transport.security import build_servicer
 from sidecar.transport.server import build_health_server, build_server
+from sidecar.transport.servicer import DedupServicer
 
 log = logging.getLogger("dedup.serve")
 
@@ -99,6 +102,23 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+
+
+async def _drain(
+    server: grpc.aio.Server, servicer: DedupServicer, waiters: ClaimWaiters, health: HealthMonitor, grace_s: float
+) -> None:
+    """NOT_SERVING; no new calls; Streams stop reading and waiting Claims answer; then stop as soon as
+    nothing is in flight. Idle or frozen connections hold nothing; the grace caps only running calls."""
+    log.info("shutting down: draining in-flight calls", extra={"grace_s": grace_s})
+    await health.drain()
+    waiters.close()
+    servicer.drain.begin()
+    stopping = asyncio.create_task(server.stop(grace_s))  # refuses new calls at once; GOAWAY to every connection
+    idle = await servicer.drain.wait_idle(grace_s)
+    if not idle:
+        log.warning("shutdown grace over: cancelling calls still running", extra={"running": servicer.drain.active})
+    await server.stop(0)  # connections that did not go away (idle, frozen) must not hold the exit
+    await stopping
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
@@ -189,9 +209,7 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     ]
     try:
         await stop.wait()
-        log.info("shutting down: draining in-flight calls", extra={"grace_s": settings.shutdown_grace / 1000})
-        await health.drain()
-        await server.stop(settings.shutdown_grace / 1000)
+        await _drain(server, servicer, waiters, health, settings.shutdown_grace / 1000)
     finally:
         if health_server is not None:
             await health_server.stop(None)

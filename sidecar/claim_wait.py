@@ -41,7 +41,7 @@ class ClaimWaiting:
         for item, wait, label in zip(items, wait_ms, labels, strict=True):
             waiter = self._waiters.register(item.key) if wait > 0 else None
             if wait > 0 and waiter is None:
-                self._waiters.count_end(label, WaitEnd.OVERFLOW)
+                self._waiters.count_end(label, WaitEnd.SHUTDOWN if self._waiters.closing else WaitEnd.OVERFLOW)
             registered.append(waiter)
             sent.append(replace(item, wake_channel=self._channel) if waiter is not None else item)
         try:
@@ -56,9 +56,10 @@ class ClaimWaiting:
                 if waiter is not None and index not in waits:
                     self._waiters.unregister(waiter)
             if waits:
-                ended = await asyncio.gather(*waits.values())
-                for index, result in zip(waits, ended, strict=True):
-                    results[index] = result
+                async with asyncio.TaskGroup() as group:  # a failure or a cancellation ends every wait
+                    tasks = {index: group.create_task(wait) for index, wait in waits.items()}
+                for index, task in tasks.items():
+                    results[index] = task.result()
             return results
         finally:
             for waiter in registered:
@@ -99,15 +100,19 @@ class ClaimWaiting:
                     self._waiters.count_end(label, _end_of(result, woken))
                     return result
                 latest, latest_at = result, loop.time()
+                if self._waiters.closing:
+                    return self._timed_out(latest, latest_at, label, WaitEnd.SHUTDOWN)
         except asyncio.CancelledError:
             self._waiters.count_end(label, WaitEnd.CANCELLED)
             raise
         finally:
             self._waiters.unregister(waiter)
 
-    def _timed_out(self, latest: ClaimDecision, latest_at: float, label: str) -> ClaimDecision:
+    def _timed_out(
+        self, latest: ClaimDecision, latest_at: float, label: str, end: WaitEnd = WaitEnd.TIMEOUT
+    ) -> ClaimDecision:
         """The last IN_PROGRESS answer, its retry_after counted down to now."""
-        self._waiters.count_end(label, WaitEnd.TIMEOUT)
+        self._waiters.count_end(label, end)
         elapsed_ms = int((asyncio.get_running_loop().time() - latest_at) * 1000)
         return replace(latest, retry_after_ms=max(latest.retry_after_ms - elapsed_ms, 0))
 

@@ -76,7 +76,12 @@ class Settings:
     )
     store_timeout: int = _setting(2_000, "Socket timeout for each Redis connection and command", kind="duration")
     health_interval: int = _setting(1_000, "How often Redis reachability is probed for health", kind="duration")
-    shutdown_grace: int = _setting(10_000, "How long in-flight calls may finish after SIGTERM", kind="duration")
+    shutdown_grace: int = _setting(
+        10_000,
+        "After SIGTERM, the longest time calls still running may take to finish (the exit comes as soon as none"
+        " runs; idle connections and open Streams do not hold it)",
+        kind="duration",
+    )
     allow_unsafe_store: bool = _setting(False, "Serve even when the startup checks find Redis unsafe", kind="bool")
     metrics_listen: str = _setting(
         "", "HTTP address (host:port) for the Prometheus /metrics endpoint; empty: no endpoint"

@@ -27,6 +27,7 @@ class WaitEnd(Enum):
     CANCELLED = "cancelled"  # the caller went away
     OVERFLOW = "overflow"  # no room for another waiter: answered at once
     ERROR = "error"  # a re-claim failed in the store
+    SHUTDOWN = "shutdown"  # the sidecar is shutting down: answered with a last re-claim
 
 
 class Waiter:
@@ -45,13 +46,14 @@ class ClaimWaiters:
         self._by_key: dict[str, set[Waiter]] = {}
         self._count = 0
         self.ended: Counter[tuple[str, WaitEnd]] = Counter()
+        self.closing = False
 
     def __len__(self) -> int:
         return self._count
 
     def register(self, key: str) -> Waiter | None:
-        """A new waiter for `key`, or None when `limit` waiters already wait."""
-        if self._count >= self.limit:
+        """A new waiter for `key`, or None when `limit` waiters already wait (or shutting down)."""
+        if self._count >= self.limit or self.closing:
             return None
         waiter = Waiter(key)
         self._by_key.setdefault(key, set()).add(waiter)
@@ -75,6 +77,11 @@ class ClaimWaiters:
         for waiters in self._by_key.values():
             for waiter in waiters:
                 waiter.event.set()
+
+    def close(self) -> None:
+        """Shutdown: every waiter re-claims once and answers; no new waits."""
+        self.closing = True
+        self.wake_all()
 
     def count_end(self, namespace: str, end: WaitEnd) -> None:
         self.ended[(namespace, end)] += 1

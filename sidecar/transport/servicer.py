@@ -15,6 +15,7 @@ from sidecar.domain.errors import DedupError, FieldViolation, InvalidArgument, S
 from sidecar.service import DedupService
 from sidecar.telemetry.trace_context import current as current_trace
 from sidecar.transport import convert
+from sidecar.transport.drain import Drain
 from sidecar.transport.status import to_grpc_status, to_item_error
 
 T = TypeVar("T")
@@ -40,6 +41,7 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
         self._service = service
         self._default_deadline_s = default_deadline_s
         self._stream_window = stream_window
+        self.drain = Drain()  # in-flight work, for the graceful shutdown (app.py)
         self._stream_handlers: dict[str, Callable[[Any, float], Awaitable[Message]]] = {
             "check": self._stream_check,
             "claim": self._stream_claim,
@@ -64,12 +66,13 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
         return (self._default_deadline_s if remaining is None else remaining) - _WAIT_MARGIN_S
 
     async def _call(self, context: Context, run: Callable[[float], Awaitable[T]]) -> T:
-        try:
-            return await run(self._timeout(context))
-        except DedupError as err:
-            status = to_grpc_status(err)
-            await context.abort(status.code, status.details, status.trailing_metadata)
-            raise  # unreachable: abort raises
+        with self.drain.track():
+            try:
+                return await run(self._timeout(context))
+            except DedupError as err:
+                status = to_grpc_status(err)
+                await context.abort(status.code, status.details, status.trailing_metadata)
+                raise  # unreachable: abort raises
 
     async def Check(self, request: pb.CheckRequest, context: Context) -> pb.CheckResponse:
         req = convert.check_request(request)
@@ -189,35 +192,47 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
     async def Stream(
         self, request_iterator: AsyncIterator[pb.StreamRequest], context: Context
     ) -> AsyncIterator[pb.StreamResponse]:
-        """Up to stream_window requests are in flight at once; reading pauses beyond that."""
+        """Up to stream_window requests are in flight or unsent at once: a slot is freed when its
+        response was written, so reading pauses for a client that does not read its responses.
+        On shutdown the stream stops reading, answers what it read, then ends with UNAVAILABLE."""
         responses: asyncio.Queue[pb.StreamResponse | None] = asyncio.Queue()
         window = asyncio.Semaphore(self._stream_window)
         tasks: set[asyncio.Task[None]] = set()
 
         async def handle(m: pb.StreamRequest) -> None:
-            try:
+            with self.drain.track():
                 responses.put_nowait(await self._stream_one(m))  # unbounded: the window bounds it
-            finally:
-                window.release()
 
         async def read() -> None:
+            async for m in request_iterator:
+                await window.acquire()
+                task = asyncio.create_task(handle(m))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+        async def run() -> None:
+            reader = asyncio.create_task(read())
+            self.drain.add_reader(reader)
             try:
-                async for m in request_iterator:
-                    await window.acquire()
-                    task = asyncio.create_task(handle(m))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                await reader
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not self.drain.closing or (current is not None and current.cancelling()):
+                    raise
+            finally:
                 if tasks:
                     await asyncio.gather(*tasks)
-            finally:
                 await responses.put(None)
 
-        reader = asyncio.create_task(read())
+        runner = asyncio.create_task(run())
         try:
             while (response := await responses.get()) is not None:
                 yield response
-            await reader
+                window.release()  # written to the transport: the slot is free
+            await runner
+            if self.drain.closing:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the sidecar is shutting down: open a new stream")
         finally:
-            reader.cancel()
+            runner.cancel()
             for task in tasks:
                 task.cancel()
