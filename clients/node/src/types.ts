@@ -28,6 +28,12 @@ export interface ClaimItem {
   id: Id;
   fingerprint?: Uint8Array | string;
   leaseMs?: number;
+  /**
+   * Wait up to this many ms for another holder's lease to end (its Commit answers
+   * DUPLICATE, its Release or lost lease ACQUIRED) instead of answering IN_PROGRESS
+   * at once. Capped to the call's remaining deadline minus 100 ms. Default 0.
+   */
+  waitMs?: number;
 }
 
 export interface CommitItem {
