@@ -14,6 +14,8 @@ export type RecordState = "ABSENT" | "IN_PROGRESS" | "DONE";
 export interface CallOptions {
   /** Deadline for the whole call, retries included (default: the client's deadlineMs). */
   deadlineMs?: number;
+  /** Cancels the call (it fails with CANCELLED; a Claim that was acquired meanwhile is released over the stream). */
+  signal?: AbortSignal;
 }
 
 export interface CheckItem {
