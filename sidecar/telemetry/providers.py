@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from sidecar import __version__
+from sidecar.domain.claim_waiters import ClaimWaiters
 from sidecar.domain.observer import Observer
 from sidecar.telemetry.config import TelemetryConfig
 from sidecar.telemetry.interceptors import RpcMetricsInterceptor, SpanInterceptor
@@ -63,7 +64,7 @@ def _metric_reader(name: str, protocol: str) -> MetricReader:
 
 
 def metrics(
-    config: TelemetryConfig, resource: Resource, policies: PolicySource | None
+    config: TelemetryConfig, resource: Resource, policies: PolicySource | None, waiters: ClaimWaiters | None = None
 ) -> tuple[Observer, grpc.aio.ServerInterceptor[Any, Any], str, Callable[[], Any]]:
     readers = [_metric_reader(name, config.metrics_protocol) for name in config.metric_exporters]
     endpoint = None
@@ -77,7 +78,7 @@ def metrics(
         readers.append(PrometheusMetricReader(disable_target_info=True, scope_info_enabled=False, registry=registry))
         endpoint = serve_metrics(config.prometheus_listen, registry)
     provider = MeterProvider(metric_readers=readers, resource=resource)
-    dedup_metrics = DedupMetrics(provider.get_meter(SCOPE, __version__), policies)
+    dedup_metrics = DedupMetrics(provider.get_meter(SCOPE, __version__), policies, waiters)
 
     def close() -> None:
         if endpoint is not None:
