@@ -75,14 +75,18 @@ export class Lease {
 
   /** Starts the background renewal (every renewEveryMs, until stop()). */
   start(): void {
+    const every = this.spec.renewEveryMs;
     const tick = () => {
-      // A failed heartbeat is not a lost lease: the next one may succeed.
-      this.renewing = this.renew(Math.max(100, this.spec.renewEveryMs)).catch(() => undefined);
+      const started = Date.now();
+      // A renewal may take as long as the lease has left; a failed one is not a
+      // lost lease: the next one may succeed.
+      const deadlineMs = Math.max(100, every, this.expires - started);
+      this.renewing = this.renew(deadlineMs).catch(() => undefined);
       void this.renewing.then(() => {
-        if (!this.stopped && !this.lost) this.timer = setTimeout(tick, this.spec.renewEveryMs);
+        if (!this.stopped && !this.lost) this.timer = setTimeout(tick, Math.max(0, every - (Date.now() - started)));
       });
     };
-    this.timer = setTimeout(tick, this.spec.renewEveryMs);
+    this.timer = setTimeout(tick, every);
   }
 
   /** Stops the background renewal and waits for a renewal in flight. */
