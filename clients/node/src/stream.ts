@@ -9,10 +9,9 @@
 // (the client retries them under its usual rules) and the next call opens a
 // new one. UNIMPLEMENTED (an older server) raises StreamUnsupported: the
 // client then makes the call, and every later one, as a unary call.
-import { status as Status, type ClientDuplexStream } from "@grpc/grpc-js";
+import { type ClientDuplexStream, Metadata, status as Status } from "@grpc/grpc-js";
 import * as pb from "./gen/dedup/v1/dedup";
 import { DedupError } from "./status";
-import { traceMetadata } from "./trace";
 
 /** Request and response types of each kind a stream carries. */
 export interface StreamOps {
@@ -152,7 +151,8 @@ export class StreamTransport {
 
   private open(): Duplex {
     if (this.call !== undefined) return this.call;
-    const md = traceMetadata();
+    // No trace context: the stream outlives the span that happens to open it.
+    const md = new Metadata();
     md.setOptions({ waitForReady: this.waitForReady });
     const call = this.stub.stream(md);
     this.call = call;
