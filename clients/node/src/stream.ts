@@ -152,6 +152,10 @@ export class StreamTransport {
     const pending = this.queue.filter((c) => !c.settled);
     this.queue = [];
     if (pending.length === 0) return;
+    if (this.closed) {
+      for (const c of pending) settle(c, new DedupError(Status.CANCELLED, "client closed"));
+      return;
+    }
     const stream = this.open();
     const byKind = new Map<StreamKind, Call[]>();
     for (const c of pending) {

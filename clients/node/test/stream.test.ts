@@ -187,3 +187,11 @@ test("a Claim whose wait_ms reaches past the deadline goes unary (the server end
   const sent = messages[0].request;
   assert.equal(sent?.$case === "claim" && sent.value.waitMs, 500n);
 });
+
+test("close() fails calls not yet sent with CANCELLED and opens no stream", async () => {
+  const { client, messages } = await serve(() => undefined);
+  const pending = client.check(item);
+  client.close();
+  await assert.rejects(pending, (e: unknown) => e instanceof DedupError && e.codeName === "CANCELLED");
+  assert.equal(messages.length, 0);
+});
