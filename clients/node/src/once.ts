@@ -74,7 +74,6 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export async function processOnce(client: DedupClient, options: OnceOptions, handler: Handler): Promise<OnceOutcome> {
   const { namespace, id, fingerprint, leaseMs } = options;
   const waitMs = options.waitMs ?? DEFAULT_WAIT_MS;
-  const claimedAt = Date.now();
   const claim = await client.claim({ namespace, id, fingerprint, leaseMs, waitMs }, { deadlineMs: client.deadlineMs + waitMs });
   switch (claim.outcome) {
     case "DUPLICATE":
@@ -84,12 +83,15 @@ export async function processOnce(client: DedupClient, options: OnceOptions, han
     case "CONFLICT":
       return outcome("CONFLICT");
   }
-  // The lease's length as granted; the policy's when none was asked for.
-  const durationMs = leaseMs ?? Math.max(300, claim.leaseExpiresUnixMs - Date.now());
+  // The lease's length as granted (the policy's when none was asked for), and
+  // its end: the sidecar's word, bounded by our clock (the claim may have waited).
+  const now = Date.now();
+  const durationMs = leaseMs ?? Math.max(300, claim.leaseExpiresUnixMs - now);
+  const expiresAt = Math.min(claim.leaseExpiresUnixMs || Infinity, now + durationMs);
   const lease = new Lease(
     client,
     { namespace, id, token: claim.token, leaseMs, durationMs, renewEveryMs: options.renewEveryMs ?? durationMs / 3 },
-    claimedAt,
+    expiresAt,
   );
   lease.start();
   try {
