@@ -104,7 +104,9 @@ export async function processOnce(client: DedupClient, options: OnceOptions, han
       await client.release({ namespace, id, token: claim.token }).catch(() => undefined); // the lease ends anyway
       throw err;
     }
-    return await commitAfterEffect(client, options, lease, result ?? undefined);
+    // Only strings and bytes are stored (a JavaScript caller may return anything: the effect is done, commit it).
+    const stored = typeof result === "string" || result instanceof Uint8Array ? result : undefined;
+    return await commitAfterEffect(client, options, lease, stored);
   } finally {
     await lease.stop();
   }

@@ -99,6 +99,15 @@ test("the handler sees a lost lease: lease.signal aborts with LeaseLostError, LE
   assert.equal((await client.commit({ namespace: ns, id, token: other })).outcome, "COMMITTED");
 });
 
+test("a handler value that is neither string nor bytes is not stored, and the effect is still committed", async () => {
+  const id = freshId();
+  const handler = (async () => ({ receipt: 1 })) as unknown as Parameters<typeof processOnce>[2];
+  const outcome = await processOnce(client, { namespace: ns, id }, handler);
+  assert.equal(outcome.status, "PROCESSED");
+  assert.equal(outcome.storedResult, undefined);
+  assert.equal((await client.inspect({ namespace: ns, id })).state, "DONE");
+});
+
 test("the active span's W3C trace context goes into the request metadata", () => {
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
