@@ -83,11 +83,11 @@ export async function processOnce(client: DedupClient, options: OnceOptions, han
     case "CONFLICT":
       return outcome("CONFLICT");
   }
-  // The lease's length as granted (the policy's when none was asked for), and
-  // its end: the sidecar's word, bounded by our clock (the claim may have waited).
+  // The lease's length as granted (the policy's when none was asked for); it
+  // runs from now by our clock (the claim may have waited for a holder).
   const now = Date.now();
   const durationMs = leaseMs ?? Math.max(300, claim.leaseExpiresUnixMs - now);
-  const expiresAt = Math.min(claim.leaseExpiresUnixMs || Infinity, now + durationMs);
+  const expiresAt = now + durationMs;
   const lease = new Lease(
     client,
     { namespace, id, token: claim.token, leaseMs, durationMs, renewEveryMs: options.renewEveryMs ?? durationMs / 3 },
@@ -121,11 +121,10 @@ async function commitAfterEffect(
 ): Promise<OnceOutcome> {
   const { namespace, id, windowMs } = options;
   const stored = result === undefined ? undefined : Buffer.from(result);
+  // The first Commit goes whatever our clock says; retries only while the lease lasts.
   for (let backoff = BACKOFF_FIRST_MS; ; backoff = Math.min(BACKOFF_MAX_MS, backoff * 2)) {
-    const left = lease.expiresAt - Date.now();
-    if (left <= 0) break;
     try {
-      const deadlineMs = Math.max(100, Math.min(client.deadlineMs, left));
+      const deadlineMs = Math.max(100, Math.min(client.deadlineMs, lease.expiresAt - Date.now()));
       const r = await client.commit({ namespace, id, token: lease.token, result, windowMs }, { deadlineMs });
       if (r.outcome === "COMMITTED") return outcome("PROCESSED", { storedResult: stored, fencingToken: lease.token });
       lease.markLost();
@@ -133,7 +132,9 @@ async function commitAfterEffect(
     } catch (err) {
       if (!transient(err)) throw err;
     }
-    await sleep(Math.min(Math.random() * backoff, Math.max(0, lease.expiresAt - Date.now())));
+    const left = lease.expiresAt - Date.now();
+    if (left <= 0) break;
+    await sleep(Math.min(Math.random() * backoff, left));
   }
   // The lease ran out while the sidecar was unreachable: a last re-claim.
   return reclaimAndCommit(client, options, lease, result);
