@@ -93,7 +93,7 @@ func (c *Client) withDeadline(ctx context.Context) (context.Context, context.Can
 }
 
 // waitFits reports whether a Claim's wait_ms ends at least 100 ms before
-// ctx's deadline. The sidecar ends a unary Claim's wait 100 ms before the
+// ctx's deadline. The sidecar ends a unary Claim's wait shortly before the
 // call's deadline itself, but a stream message carries no deadline: a Claim
 // whose wait would outlast its deadline goes unary, so the sidecar both
 // validates the wait_ms asked for and ends the wait in time

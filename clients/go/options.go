@@ -106,7 +106,7 @@ func LeaseFor(d time.Duration) CallOption { return func(a *callArgs) { a.lease =
 // Wait sets a Claim's wait_ms: when another holder's lease is live, the call
 // waits up to d for the holder's Commit (DUPLICATE with its result), Release
 // or lost lease (ACQUIRED) instead of answering IN_PROGRESS at once. The wait
-// ends (IN_PROGRESS) 100 ms before the call's deadline. 0 = no wait; at most
+// ends (IN_PROGRESS) shortly before the call's deadline (100–500 ms). 0 = no wait; at most
 // the namespace policy's max_claim_wait (else INVALID_ARGUMENT).
 func Wait(d time.Duration) CallOption { return func(a *callArgs) { a.wait = d } }
 

@@ -20,7 +20,10 @@ from sidecar.transport.status import to_grpc_status, to_item_error
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[object, object]
-_WAIT_MARGIN_S = 0.1  # a waiting Claim answers IN_PROGRESS this long before the call's deadline
+# A waiting Claim answers IN_PROGRESS before the call's deadline: a fifth of the time left,
+# at least 100 ms (the answer's way back) and at most 500 ms.
+_WAIT_MARGIN_MIN_S = 0.1
+_WAIT_MARGIN_MAX_S = 0.5
 
 
 def _batch_results(results: Sequence[object | StoreError], to_message: Callable[[T], object], empty: type) -> list:  # type: ignore[type-arg]
@@ -61,9 +64,11 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
         return max(remaining * 0.9 - 0.005, 0.0)
 
     def _wait_limit(self, context: Context) -> float:
-        """How long a unary Claim may wait: until 100 ms before the caller's deadline (or the default)."""
+        """How long a unary Claim may wait: until shortly before the caller's deadline (or the default)."""
         remaining = context.time_remaining()
-        return (self._default_deadline_s if remaining is None else remaining) - _WAIT_MARGIN_S
+        if remaining is None:
+            remaining = self._default_deadline_s
+        return remaining - min(max(remaining / 5, _WAIT_MARGIN_MIN_S), _WAIT_MARGIN_MAX_S)
 
     async def _call(self, context: Context, run: Callable[[float], Awaitable[T]]) -> T:
         with self.drain.track():

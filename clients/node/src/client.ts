@@ -103,7 +103,7 @@ export class DedupClient {
   /**
    * Take a lease: ACQUIRED carries the fencing token to commit/release/renew with.
    * With `waitMs`, an id another consumer holds waits for its Commit (DUPLICATE),
-   * Release or lost lease (ACQUIRED); the wait ends 100 ms before the deadline.
+   * Release or lost lease (ACQUIRED); the wait ends shortly before the deadline (100–500 ms).
    */
   async claim(item: t.ClaimItem, opts?: t.CallOptions): Promise<t.ClaimResult> {
     const res = await this.call("claim", this.stub.claim, c.claimRequest(item), "retry", opts);

@@ -34,7 +34,7 @@ R = TypeVar("R")
 DEFAULT_TIMEOUT_S = 5.0
 Transport = Literal["stream", "unary"]
 # A Claim whose wait would outlast its deadline goes unary: the sidecar then ends the
-# wait 100 ms before the deadline and still checks wait_ms against the policy.
+# wait shortly before the deadline and still checks wait_ms against the policy.
 WAIT_MARGIN_MS = 100
 
 
