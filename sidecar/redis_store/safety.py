@@ -1,4 +1,4 @@
-"""Startup checks (DESIGN §6): is this Redis safe to keep dedup records in?
+"""Startup checks (docs/contract.md §6): is this Redis safe to keep dedup records in?
 
 Every record has a TTL, so any `volatile-*` or `allkeys-*` eviction policy can
 silently drop records and turn duplicates into NEW: only `noeviction` is safe.

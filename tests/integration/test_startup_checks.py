@@ -1,4 +1,4 @@
-"""DESIGN §6 startup checks, with the sidecar and `check-store` as real processes."""
+"""docs/contract.md §6 startup checks, with the sidecar and `check-store` as real processes."""
 
 from __future__ import annotations
 
