@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, cast
 
-from sidecar.domain.errors import FieldViolation, InvalidArgument, QuotaExceeded, StoreError, StoreTimeout
+from sidecar.domain.errors import FieldViolation, InvalidArgument, StoreError, StoreTimeout
 from sidecar.domain.keys import DEFAULT_KEY_PREFIX, quota_key, record_key
 from sidecar.domain.observer import NullObserver, Observer
 from sidecar.domain.outcomes import (
@@ -169,8 +169,8 @@ class DedupService:
             if label is None:
                 label = labels[request.namespace] = self._label(request.namespace)
             if isinstance(result, StoreError):
-                # A quota refusal is a decision, not an outage: never answered degraded.
-                degraded = policy.on_store_error is StoreErrorMode.ALLOW and not isinstance(result, QuotaExceeded)
+                # Only an outage may be answered degraded: not a quota refusal, not a permanent fault.
+                degraded = policy.on_store_error is StoreErrorMode.ALLOW and result.degradable
                 if (id(result), degraded) not in reported:
                     reported.add((id(result), degraded))
                     self._observer.store_failed(operation, label, result, degraded)

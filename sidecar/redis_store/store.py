@@ -39,6 +39,7 @@ from sidecar.redis_store.acks import AckMode, run_acked
 from sidecar.redis_store.connection import RedisClient
 from sidecar.redis_store.errors import to_store_error
 from sidecar.redis_store.fastpipe import FastScripts
+from sidecar.redis_store.faults import reads_replies
 from sidecar.redis_store.scripts import script_sources
 from sidecar.telemetry.spans import store_span
 
@@ -133,6 +134,7 @@ class RedisStore:
             numbers.append(counters[key])
         return keys + list(counters), [*params, *numbers, len(counters)]
 
+    @reads_replies
     async def check(self, items: Sequence[CheckItem]) -> ItemResults[CheckDecision]:
         if not items:
             return []
@@ -141,6 +143,7 @@ class RedisStore:
         new = CheckDecision(CheckOutcome.NEW, reply[0], 0, RecordState.DONE)  # frozen: one serves every NEW item
         return [new if item == 1 else _over_quota_or_seen(item) for item in reply[1:]]
 
+    @reads_replies
     async def claim(self, items: Sequence[ClaimItem]) -> ItemResults[ClaimDecision]:
         args: list[Any] = []
         for item in items:
@@ -175,6 +178,7 @@ class RedisStore:
             ) in reply[1:]
         ]
 
+    @reads_replies
     async def commit(self, items: Sequence[CommitItem]) -> ItemResults[CommitDecision]:
         args: list[Any] = []
         for item in items:
@@ -192,14 +196,17 @@ class RedisStore:
             for outcome, committed, expires in reply[1:]
         ]
 
+    @reads_replies
     async def release(self, item: ReleaseItem) -> ReleaseDecision:
         reply = await self._run("release", [item.key], [str(item.fencing_token)], item.acks)
         return ReleaseDecision(outcome=ReleaseOutcome(reply))
 
+    @reads_replies
     async def renew(self, item: RenewItem) -> RenewDecision:
         outcome, expires = await self._run("renew", [item.key], [str(item.fencing_token), item.lease_ms], item.acks)
         return RenewDecision(outcome=RenewOutcome(outcome), lease_expires_ms=expires)
 
+    @reads_replies
     async def inspect(self, key: str) -> Inspection:
         (state, token, first_seen, committed, lease_expires, ttl, has_fp, has_result, result, now) = await self._run(
             "inspect", [key], []
@@ -216,6 +223,7 @@ class RedisStore:
             now_ms=now,
         )
 
+    @reads_replies
     async def forget(self, key: str) -> ForgetOutcome:
         try:
             deleted = await self.client.delete(key)
