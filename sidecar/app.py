@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass, field
 from functools import partial
 
 from sidecar.domain.ack_budget import ack_timeout_problems
@@ -14,13 +13,11 @@ from sidecar.domain.errors import PolicyError, StoreError
 from sidecar.embedded import EmbeddedRedis, EmbeddedServerError
 from sidecar.health import HealthMonitor
 from sidecar.policies_file import PolicyFile
-from sidecar.redis_store.acks import choose_mode, describe_acks
 from sidecar.redis_store.connection import mode_of, redact
-from sidecar.redis_store.factory import inspect_any, open_store
-from sidecar.redis_store.safety import StoreReport
-from sidecar.redis_store.store import RedisStore
+from sidecar.redis_store.factory import open_store
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
+from sidecar.store_gate import GatedStore, StoreGate
 from sidecar.telemetry.config import TelemetryConfigError
 from sidecar.telemetry.runtime import Telemetry, start_telemetry
 from sidecar.transport.security import build_servicer
@@ -37,50 +34,6 @@ class StartupError(Exception):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-@dataclass
-class StoreGate:
-    """Runs the startup checks and remembers whether the store may be used."""
-
-    store: RedisStore
-    allow_unsafe: bool
-    ack_command: str = "auto"
-    policies: PolicyFile | None = None
-    report: StoreReport | None = None
-    safe: bool = False
-    needs_check: bool = True
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    async def run_checks(self) -> StoreReport:
-        report = await inspect_any(self.store.client)
-        self.report = report
-        level = logging.INFO if report.safe and not report.warnings else logging.WARNING
-        for line in report.lines():
-            log.log(level, "store check: %s", line)
-        self.store.ack_mode = choose_mode(self.ack_command, report)
-        for line in describe_acks(self.store.ack_mode, self.policies.current() if self.policies else None):
-            log.info("store check: %s", line)
-        if not report.safe and self.allow_unsafe:
-            log.warning("SERVING ON AN UNSAFE STORE because --allow-unsafe-store is set: duplicates may be missed")
-        self.safe = report.safe or self.allow_unsafe
-        self.needs_check = False
-        return report
-
-    async def probe(self) -> bool:
-        """Health probe: ping, and re-run the checks when coming back from an outage."""
-        async with self._lock:
-            try:
-                if self.needs_check:
-                    await self.run_checks()
-                else:
-                    await self.store.ping()
-            except StoreError as err:
-                if not self.needs_check:
-                    log.warning("store unreachable", extra={"kind": err.kind, "error": str(err)})
-                self.needs_check = True
-                return False
-            return self.safe
 
 
 def _start_telemetry(settings: Settings, policies: PolicyFile) -> Telemetry:
@@ -144,7 +97,9 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
         log.warning("store not reachable at startup (%s); serving NOT_SERVING until it is", err)
 
     telemetry = _start_telemetry(settings, policies)
-    service = DedupService(store, policies, ServiceLimits(settings.max_batch, settings.key_prefix), telemetry.observer)
+    service = DedupService(
+        GatedStore(store, gate), policies, ServiceLimits(settings.max_batch, settings.key_prefix), telemetry.observer
+    )
     health = HealthMonitor(gate.probe, settings.health_interval / 1000)
     await health.start()
     servicer = build_servicer(settings, service, policies)

@@ -49,6 +49,19 @@ class StoreError(DedupError):
         super().__init__(f"store {kind}: {message}")
 
 
+class StoreUnsafe(StoreError):
+    """The latest store check found Redis unsafe (it may evict records): nothing is read or written.
+
+    UNAVAILABLE with the reason, also in `on_store_error: allow` namespaces: a degraded NEW
+    would hide the problem the check found.
+    """
+
+    degradable = False
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("unsafe", reason)
+
+
 class StoreFault(StoreError):
     """The store answered, with an error that retrying cannot fix: not an outage (INTERNAL).
 
