@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar, cast
 
 from sidecar.domain.errors import FieldViolation, InvalidArgument, StoreError, StoreTimeout
-from sidecar.domain.keys import DEFAULT_KEY_PREFIX, quota_key, record_key
+from sidecar.domain.keys import DEFAULT_KEY_PREFIX, fence_base, quota_key, record_key
 from sidecar.domain.observer import NullObserver, Observer
 from sidecar.domain.outcomes import (
     CheckDecision,
@@ -225,6 +225,7 @@ class DedupService:
                 trace_context=trace,
                 acks=policy.replica_acks,
                 quota=self._quota(request.namespace, policy),
+                fence=fence_base(self._limits.key_prefix),
             )
             for request, policy in zip(requests, policies, strict=True)
         ]

@@ -78,6 +78,7 @@ class ClaimItem:
     trace_context: bytes = b""
     acks: ReplicaAcks = NO_ACKS
     quota: Quota | None = None
+    fence: str = "dedup:#fence"  # keys.fence_base(prefix): where the slot's token high-water mark lives
 
 
 @dataclass(frozen=True, slots=True)
