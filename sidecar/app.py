@@ -20,7 +20,7 @@ from sidecar.settings import Settings
 from sidecar.store_gate import GatedStore, StoreGate
 from sidecar.telemetry.config import TelemetryConfigError
 from sidecar.telemetry.runtime import Telemetry, start_telemetry
-from sidecar.transport.security import build_servicer
+from sidecar.transport.security import build_authorizer, build_servicer
 from sidecar.transport.server import build_health_server, build_server
 
 log = logging.getLogger("dedup.serve")
@@ -102,9 +102,9 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     )
     health = HealthMonitor(gate.probe, settings.health_interval / 1000)
     await health.start()
-    servicer = build_servicer(settings, service, policies)
+    servicer, authorizer = build_servicer(settings, service), build_authorizer(settings, policies)
     try:
-        server, port = build_server(settings, servicer, health.servicer, telemetry.interceptors)
+        server, port = build_server(settings, servicer, health.servicer, telemetry.interceptors, authorizer)
         health_server, health_port = None, 0
         if settings.health_listen:
             health_server, health_port = build_health_server(settings, health.servicer)
