@@ -84,6 +84,31 @@ class _Throttled:
 _malformed = _Throttled(MALFORMED_WARNING_EVERY_S)
 
 
+class InFlight:
+    """--max-concurrent-rpcs: calls (a Stream counts as one for its lifetime) beyond the limit are refused.
+
+    Done here, not with grpc's maximum_concurrent_rpcs, which refused some streams with
+    `INTERNAL: Internal error from Core` instead of RESOURCE_EXHAUSTED.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit  # 0: none
+        self.count = 0
+
+    def enter(self) -> None:
+        if self.limit and self.count >= self.limit:
+            raise Overloaded(self.limit)
+        self.count += 1
+
+    def leave(self) -> None:
+        self.count -= 1
+
+
+class Overloaded(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"more than {limit} calls in progress (--max-concurrent-rpcs); retry later")
+
+
 def _lenient(message_type: type[Message]) -> Callable[[bytes], Message | Malformed]:
     def deserialize(data: bytes) -> Message | Malformed:
         try:
@@ -99,20 +124,31 @@ async def _abort(context: Context, err: DedupError) -> None:
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
+async def _admit(context: Context, in_flight: InFlight) -> None:
+    try:
+        in_flight.enter()
+    except Overloaded as err:
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+
+
 def _unary(
-    name: str, run: Callable[[Any, Context], Awaitable[Message]], authorizer: Authorizer
+    name: str, run: Callable[[Any, Context], Awaitable[Message]], authorizer: Authorizer, in_flight: InFlight
 ) -> Callable[[Any, Context], Awaitable[Message]]:
     operation = OPERATIONS[name]  # KeyError: a new unary RPC needs its operation here
 
     async def handle(request: Message | Malformed, context: Context) -> Message:
+        await _admit(context, in_flight)
         try:
-            if isinstance(request, Malformed):
-                _malformed.warn(name, request)
-                raise request.invalid()
-            authorizer.check(authorizer.caller(context), operation, request)
-        except DedupError as err:
-            await _abort(context, err)
-        return await run(request, context)
+            try:
+                if isinstance(request, Malformed):
+                    _malformed.warn(name, request)
+                    raise request.invalid()
+                authorizer.check(authorizer.caller(context), operation, request)
+            except DedupError as err:
+                await _abort(context, err)
+            return await run(request, context)
+        finally:
+            in_flight.leave()
 
     return handle
 
@@ -121,9 +157,21 @@ _END = object()
 
 
 def _stream(
-    run: Callable[[AsyncIterator[Any], Context], AsyncIterator[pb.StreamResponse]], authorizer: Authorizer
+    run: Callable[[AsyncIterator[Any], Context], AsyncIterator[pb.StreamResponse]],
+    authorizer: Authorizer,
+    in_flight: InFlight,
 ) -> Callable[[AsyncIterator[Any], Context], AsyncIterator[pb.StreamResponse]]:
     async def handle(
+        requests: AsyncIterator[pb.StreamRequest | Malformed], context: Context
+    ) -> AsyncIterator[pb.StreamResponse]:
+        await _admit(context, in_flight)
+        try:
+            async for response in _guarded(requests, context):
+                yield response
+        finally:
+            in_flight.leave()
+
+    async def _guarded(
         requests: AsyncIterator[pb.StreamRequest | Malformed], context: Context
     ) -> AsyncIterator[pb.StreamResponse]:
         caller: Caller = authorizer.caller(context)
@@ -167,8 +215,11 @@ def _stream(
     return handle
 
 
-def dedup_handlers(servicer: DedupServicer, authorizer: Authorizer) -> grpc.GenericRpcHandler[Any, Any]:
-    """Every method of dedup.v1.Dedup, parsed leniently and authorised before the servicer runs."""
+def dedup_handlers(
+    servicer: DedupServicer, authorizer: Authorizer, max_in_flight: int = 0
+) -> grpc.GenericRpcHandler[Any, Any]:
+    """Every method of dedup.v1.Dedup: admitted, parsed leniently and authorised before the servicer runs."""
+    in_flight = InFlight(max_in_flight)
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in SERVICE.methods:
         request_type: type[Message] = getattr(pb, method.input_type.name)
@@ -177,11 +228,13 @@ def dedup_handlers(servicer: DedupServicer, authorizer: Authorizer) -> grpc.Gene
         parse, serialize = _lenient(request_type), response_type.SerializeToString
         if method.client_streaming and method.server_streaming:
             handlers[method.name] = grpc.stream_stream_rpc_method_handler(
-                _stream(behaviour, authorizer), request_deserializer=parse, response_serializer=serialize
+                _stream(behaviour, authorizer, in_flight), request_deserializer=parse, response_serializer=serialize
             )
         elif not method.client_streaming and not method.server_streaming:
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _unary(method.name, behaviour, authorizer), request_deserializer=parse, response_serializer=serialize
+                _unary(method.name, behaviour, authorizer, in_flight),
+                request_deserializer=parse,
+                response_serializer=serialize,
             )
         else:
             raise TypeError(f"{method.full_name}: only unary and bidirectional methods are handled")

@@ -43,9 +43,10 @@ def build_server(
             # finds its port taken must fail rather than silently split the traffic.
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         ],
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
     )
-    server.add_generic_rpc_handlers((dedup_handlers(servicer, authorizer or Authorizer(None)),))
+    server.add_generic_rpc_handlers(
+        (dedup_handlers(servicer, authorizer or Authorizer(None), settings.max_concurrent_rpcs),)
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
