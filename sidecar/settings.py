@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.domain.durations import format_duration_ms, parse_duration_ms
+from sidecar.domain.identities import identity_problems
 from sidecar.domain.keys import DEFAULT_KEY_PREFIX
 
 
@@ -96,7 +97,10 @@ class Settings:
     auth_tokens_dir: str = _setting(
         "", "Directory of bearer tokens: each file is named by an identity and holds its token (a mounted Secret)"
     )
-    admin_identities: str = _setting("", "Comma-separated identities allowed to Forget (and every namespace)")
+    admin_identities: str = _setting(
+        "",
+        "Comma-separated identities allowed to Forget (and every namespace): token:NAME, dns:NAME, cn:NAME, spiffe://...",
+    )
     allow_insecure_listen: bool = _setting(
         False, "Serve plaintext on a non-loopback --listen address (otherwise TLS is required there)", kind="bool"
     )
@@ -146,6 +150,9 @@ def _check_security(settings: Settings) -> None:
             f"--listen {settings.listen} is not loopback and TLS is off: set --tls-cert/--tls-key, "
             "or listen on 127.0.0.1 / a Unix socket, or force plaintext with --allow-insecure-listen"
         )
+    admins = [name.strip() for name in settings.admin_identities.split(",") if name.strip()]
+    if problems := identity_problems(admins):
+        raise SettingsError("--admin-identities: " + "; ".join(problems))
     if settings.max_concurrent_rpcs < 0:
         raise SettingsError(f"--max-concurrent-rpcs must be 0 (no limit) or more, got {settings.max_concurrent_rpcs}")
 

@@ -17,7 +17,9 @@ from sidecar.transport.handlers import SERVICE
 from tests.security.conftest import secure_sidecar
 from tests.support.redis_server import RedisProcess
 
-POLICIES = {"namespaces": {"a": {"allowed_identities": ["team-a"]}, "b": {"allowed_identities": ["team-b"]}}}
+POLICIES = {
+    "namespaces": {"a": {"allowed_identities": ["token:team-a"]}, "b": {"allowed_identities": ["token:team-b"]}}
+}
 TOKEN = (("authorization", "Bearer token-of-a"),)
 NOT_PROTOBUF = b"\xff\xff\xff\xff"
 

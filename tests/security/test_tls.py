@@ -14,7 +14,7 @@ from tests.security.conftest import Pki, secure_sidecar, tls_channel
 from tests.support.certs import CA
 from tests.support.redis_server import RedisProcess
 
-POLICIES = {"namespaces": {"a": {"allowed_identities": ["client-a"]}}}
+POLICIES = {"namespaces": {"a": {"allowed_identities": ["cn:client-a"]}}}
 
 
 async def _check(channel: grpc.aio.Channel, namespace: str = "a") -> grpc.StatusCode:
