@@ -104,6 +104,9 @@ class Settings:
     allow_insecure_listen: bool = _setting(
         False, "Serve plaintext on a non-loopback --listen address (otherwise TLS is required there)", kind="bool"
     )
+    allow_anonymous: bool = _setting(
+        False, "Serve TLS on a non-loopback --listen with no client identity source (no --tls-client-ca or tokens)"
+    )
     max_concurrent_rpcs: int = _setting(
         0, "Most RPCs served at once; more get RESOURCE_EXHAUSTED (0: no limit)", kind="int"
     )
@@ -149,6 +152,17 @@ def _check_security(settings: Settings) -> None:
         raise SettingsError(
             f"--listen {settings.listen} is not loopback and TLS is off: set --tls-cert/--tls-key, "
             "or listen on 127.0.0.1 / a Unix socket, or force plaintext with --allow-insecure-listen"
+        )
+    if (
+        settings.listen
+        and settings.tls_cert
+        and host not in _LOOPBACK_HOSTS
+        and not (settings.tls_client_ca or settings.auth_tokens_dir or settings.allow_anonymous)
+    ):
+        raise SettingsError(
+            f"--listen {settings.listen} is not loopback and has TLS but no client identity source: anyone who "
+            "reaches it may call it. Set --tls-client-ca (mTLS) or --auth-tokens-dir (bearer tokens), or accept "
+            "anonymous callers with --allow-anonymous"
         )
     admins = [name.strip() for name in settings.admin_identities.split(",") if name.strip()]
     if problems := identity_problems(admins):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from sidecar.domain.authz import AccessRules
 from sidecar.service import DedupService, PolicySource
 from sidecar.settings import Settings
 from sidecar.transport.authorizer import Authorizer
 from sidecar.transport.identity import TokenDirectory
 from sidecar.transport.servicer import DedupServicer
+
+log = logging.getLogger("dedup.security")
 
 
 def access_rules(settings: Settings) -> AccessRules:
@@ -21,5 +25,11 @@ def build_servicer(settings: Settings, service: DedupService) -> DedupServicer:
 
 def build_authorizer(settings: Settings, policies: PolicySource) -> Authorizer:
     """Always in place: it allows everything in open mode (domain/authz.py)."""
+    if settings.allow_anonymous and settings.tls_cert and not (settings.tls_client_ca or settings.auth_tokens_dir):
+        log.warning(
+            "ANONYMOUS ACCESS: --allow-anonymous is set and no client identity source is configured: "
+            "every caller that reaches %s may use every namespace",
+            settings.listen,
+        )
     tokens = TokenDirectory(settings.auth_tokens_dir) if settings.auth_tokens_dir else None
     return Authorizer(policies, access_rules(settings), tokens)
