@@ -13,7 +13,7 @@ from sidecar.domain.errors import PolicyError, StoreError
 from sidecar.embedded import EmbeddedRedis, EmbeddedServerError
 from sidecar.health import HealthMonitor
 from sidecar.policies_file import PolicyFile
-from sidecar.redis_store.connection import mode_of, redact
+from sidecar.redis_store.connection import mode_of, redact, scrub
 from sidecar.redis_store.factory import open_store
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
@@ -86,7 +86,7 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
             url, timeout_s=settings.store_timeout / 1000, mode=settings.redis_mode, client=settings.redis_client
         )
     except ValueError as err:
-        raise StartupError(f"bad --redis-url: {err}", EXIT_CONFIG) from err
+        raise StartupError(f"bad --redis-url {redact(url)}: {scrub(str(err), url)}", EXIT_CONFIG) from None
     log.info("store: %s (%s)", redact(url), mode_of(url, settings.redis_mode))
     gate = StoreGate(store, settings.allow_unsafe_store, settings.replica_ack_command, policies)
     try:

@@ -129,7 +129,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check_store(args: argparse.Namespace) -> int:
     from sidecar.domain.errors import StoreError
-    from sidecar.redis_store.connection import connect, redact
+    from sidecar.redis_store.connection import connect, redact, scrub
     from sidecar.redis_store.factory import inspect_any
 
     settings = load_settings(args)
@@ -142,7 +142,7 @@ def _check_store(args: argparse.Namespace) -> int:
         try:
             report = await inspect_any(client)
         except StoreError as err:
-            print(f"store {redact(settings.redis_url)}: unreachable ({err})")
+            print(f"store {redact(settings.redis_url)}: unreachable ({scrub(str(err), settings.redis_url)})")
             return 2
         finally:
             await client.aclose()
