@@ -66,7 +66,9 @@ class Settings:
     )
     policies: str = _setting("", "Namespace policies YAML file (empty: every namespace uses the built-in default)")
     policies_poll: int = _setting(2_000, "How often the policies file is checked for changes", kind="duration")
-    key_prefix: str = _setting(DEFAULT_KEY_PREFIX, "Prefix of every Redis key the sidecar writes")
+    key_prefix: str = _setting(
+        DEFAULT_KEY_PREFIX, "Prefix of every Redis key the sidecar writes (no braces: keys keep their own hash tag)"
+    )
     max_batch: int = _setting(500, "Most items in one batch request", kind="int")
     max_message_bytes: int = _setting(4 * 1024 * 1024, "Largest request message accepted, in bytes", kind="int")
     default_deadline: int = _setting(5_000, "Deadline applied to calls that arrive without one", kind="duration")
@@ -126,6 +128,11 @@ class Settings:
             raise SettingsError("--workers > 1 needs --listen and no --unix-socket (a Unix socket cannot be shared)")
         if self.max_batch < 1:
             raise SettingsError(f"--max-batch must be at least 1, got {self.max_batch}")
+        if "{" in self.key_prefix or "}" in self.key_prefix:
+            raise SettingsError(
+                f"--key-prefix must not contain '{{' or '}}', got {self.key_prefix!r}: Redis Cluster would hash every "
+                "record by the prefix's braces into one slot. Use e.g. 'app:dedup:'"
+            )
         _check_security(self)
         for item in fields(self):
             choices = item.metadata["choices"]
