@@ -13,6 +13,7 @@ from sidecar.domain.errors import PolicyError, StoreError
 from sidecar.embedded import EmbeddedRedis, EmbeddedServerError
 from sidecar.health import HealthMonitor
 from sidecar.policies_file import PolicyFile
+from sidecar.preflight import file_problems
 from sidecar.redis_store.connection import mode_of, redact, scrub
 from sidecar.redis_store.factory import open_store
 from sidecar.service import DedupService, ServiceLimits
@@ -55,6 +56,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Serves until `stop` is set (or SIGTERM/SIGINT); returns the process exit code."""
     stop = stop or asyncio.Event()
     _install_signal_handlers(stop)  # before anything starts: a SIGTERM during startup still shuts down cleanly
+    if problems := file_problems(settings):
+        for problem in problems:
+            log.error("cannot start: %s", problem)
+        return EXIT_CONFIG
     try:
         policies = PolicyFile(settings.policies, partial(ack_timeout_problems, store_timeout_ms=settings.store_timeout))
     except PolicyError as err:
