@@ -107,7 +107,9 @@ class Settings:
         False, "Serve plaintext on a non-loopback --listen address (otherwise TLS is required there)", kind="bool"
     )
     allow_anonymous: bool = _setting(
-        False, "Serve TLS on a non-loopback --listen with no client identity source (no --tls-client-ca or tokens)"
+        False,
+        "Serve TLS on a non-loopback --listen with no client identity source (no --tls-client-ca or tokens)",
+        kind="bool",
     )
     max_concurrent_rpcs: int = _setting(
         0, "Most RPCs served at once; more get RESOURCE_EXHAUSTED (0: no limit)", kind="int"

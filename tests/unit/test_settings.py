@@ -55,3 +55,8 @@ def test_key_prefix_with_braces_is_refused(prefix: str) -> None:
 
 def test_key_prefix_without_braces_is_accepted() -> None:
     assert Settings(key_prefix="app:dedup:").key_prefix == "app:dedup:"
+
+
+def test_allow_anonymous_is_a_boolean_from_the_environment() -> None:
+    assert load_settings(environ={"DEDUP_ALLOW_ANONYMOUS": "false"}).allow_anonymous is False
+    assert load_settings(environ={"DEDUP_ALLOW_ANONYMOUS": "true"}).allow_anonymous is True
