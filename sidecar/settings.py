@@ -111,6 +111,15 @@ class Settings:
         "Serve TLS on a non-loopback --listen with no client identity source (no --tls-client-ca or tokens)",
         kind="bool",
     )
+    max_connection_age: int = _setting(
+        3_600_000,
+        "Connections older than this are asked to reconnect (GOAWAY), so certificates and tokens are checked "
+        "again (0: never)",
+        kind="duration",
+    )
+    max_connection_age_grace: int = _setting(
+        30_000, "How long calls on a connection past --max-connection-age may still finish", kind="duration"
+    )
     max_concurrent_rpcs: int = _setting(
         0, "Most RPCs served at once; more get RESOURCE_EXHAUSTED (0: no limit)", kind="int"
     )

@@ -42,6 +42,10 @@ class Authorizer:
     def caller(self, context: Context) -> Caller:
         return caller_of(context, self._tokens) if self._policies is not None else Caller()
 
+    def identities_version(self) -> int:
+        """Changes when the identity sources were reloaded (a token added or revoked)."""
+        return self._tokens.current_generation() if self._tokens is not None else 0
+
     def check(self, caller: Caller, operation: str, request: Any) -> None:
         """Raises PermissionDenied (after one audit line) unless `caller` may do `operation` on `request`."""
         if self._policies is None:

@@ -6,9 +6,10 @@ traceback), the caller is authorised (transport/authorizer.py), then the service
 method missing from OPERATIONS, or a method of another shape than unary or bidirectional
 stream, fails the server's construction: no RPC can be added without its check.
 
-Stream: the caller is identified once; every message is authorised as it is read, and a denied
-or unparseable message is answered with its own `error` (the stream goes on) without reaching
-the servicer.
+Stream: the caller is identified when it opens, and again whenever the token directory was
+reloaded (a revoked token stops working on streams opened before); every message is authorised
+as it is read, and a denied or unparseable message is answered with its own `error` (the stream
+goes on) without reaching the servicer.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ def _stream(
         requests: AsyncIterator[pb.StreamRequest | Malformed], context: Context
     ) -> AsyncIterator[pb.StreamResponse]:
         caller: Caller = authorizer.caller(context)
+        version = authorizer.identities_version()
         out: asyncio.Queue[Any] = asyncio.Queue()  # the servicer's responses and the refusals
 
         def refuse(correlation_id: int, err: DedupError) -> None:
@@ -183,7 +185,10 @@ def _stream(
             out.put_nowait(refusal)
 
         async def admitted() -> AsyncIterator[pb.StreamRequest]:
+            nonlocal caller, version
             async for m in requests:
+                if (latest := authorizer.identities_version()) != version:  # tokens reloaded: a revoked
+                    caller, version = authorizer.caller(context), latest  # token stops working here too
                 if isinstance(m, Malformed):
                     _malformed.warn("Stream", m)
                     refuse(0, m.invalid())

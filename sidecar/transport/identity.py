@@ -44,6 +44,7 @@ class TokenDirectory:
         self._checked = 0.0
         self._stamp: tuple[tuple[str, int], ...] = ()
         self._tokens: dict[str, bytes] = {}
+        self.generation = 0  # +1 at every reload: open streams re-identify their caller
         self._refresh(force=True)
 
     def _listing(self) -> tuple[tuple[str, int], ...]:
@@ -67,7 +68,13 @@ class TokenDirectory:
             log.warning("cannot read the bearer token directory; keeping the last tokens", extra={"error": str(err)})
             return
         self._stamp, self._tokens = stamp, {name: token for name, token in tokens.items() if token}
+        self.generation += 1
         log.info("bearer tokens loaded", extra={"identities": sorted(self._tokens)})
+
+    def current_generation(self) -> int:
+        """The generation after re-reading the directory if it is due (at most every `recheck_s`)."""
+        self._refresh()
+        return self.generation
 
     def identity_of(self, token: bytes) -> str | None:
         self._refresh()

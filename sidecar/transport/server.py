@@ -23,6 +23,16 @@ from sidecar.transport.tls import add_tcp_listener
 SERVICE_NAME = dedup_pb2.DESCRIPTOR.services_by_name["Dedup"].full_name
 
 
+def _connection_age(settings: Settings) -> list[tuple[str, int]]:
+    """GOAWAY after --max-connection-age: a client reconnects and is authenticated again (docs/security.md)."""
+    if not settings.max_connection_age:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", settings.max_connection_age),
+        ("grpc.max_connection_age_grace_ms", settings.max_connection_age_grace),
+    ]
+
+
 def build_server(
     settings: Settings,
     servicer: DedupServicer,
@@ -42,6 +52,7 @@ def build_server(
             # Only worker processes share a port (serve --workers N); a lone server that
             # finds its port taken must fail rather than silently split the traffic.
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+            *_connection_age(settings),
         ],
     )
     server.add_generic_rpc_handlers(
