@@ -1,8 +1,13 @@
-"""scripts/check-generated.sh compares generated outputs only, and catches drift in them."""
+"""scripts/check-generated.sh compares generated outputs only, and catches drift in them.
+
+It runs on a copy of the generator inputs and outputs (scripts/, proto/, the generated client
+directories; the generator plugins linked), never on the checkout itself: regenerating in place
+would pull the stubs from under tests running at the same time."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -11,49 +16,48 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-GO_STUB = REPO / "clients" / "go" / "dedupv1" / "dedup.pb.go"
+COPIED = ("scripts", "proto", "clients/go/dedupv1", "clients/node/src/gen", "clients/python/README.md")
+LINKED = (".tools", "clients/node/node_modules")  # the pinned generator plugins
+PLUGINS = (".tools/go/bin/protoc-gen-go", "clients/node/node_modules/.bin/protoc-gen-ts_proto")
 
 
-def check_generated() -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    missing = [p for p in PLUGINS if not (REPO / p).exists()]
+    assert not missing, f"run scripts/install.sh first: {missing}"
+    for name in COPIED:
+        source, target = REPO / name, tmp_path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(source, target)
+    for name in LINKED:
+        (tmp_path / name).symlink_to(REPO / name)
+    return tmp_path
+
+
+def check_generated(tree: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     return subprocess.run(
-        ["bash", "scripts/check-generated.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        ["bash", "scripts/check-generated.sh"], cwd=tree, env=env, capture_output=True, text=True, timeout=300
     )
 
 
-@pytest.fixture(autouse=True)
-def generators_available() -> None:
-    plugins = [
-        REPO / ".tools" / "go" / "bin" / "protoc-gen-go",
-        REPO / "clients/node/node_modules/.bin/protoc-gen-ts_proto",
-    ]
-    missing = [str(p) for p in plugins if not p.exists()]
-    assert not missing, f"run scripts/install.sh first: {missing}"
+def test_hand_written_files_under_clients_and_proto_are_not_drift(tree: Path) -> None:
+    (tree / "clients" / "go" / f"scratch_{uuid.uuid4().hex[:8]}.go").write_text("// hand-written, not committed\n")
+    (tree / "proto" / "NOTES.scratch.md").write_text("notes\n")
+    readme = tree / "clients" / "python" / "README.md"
+    readme.write_text(readme.read_text() + "\nAn unstaged edit.\n")
+    result = check_generated(tree)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_hand_written_files_under_clients_and_proto_are_not_drift() -> None:
-    scratch = [REPO / "clients" / "go" / f"scratch_{uuid.uuid4().hex[:8]}.go", REPO / "proto" / "NOTES.scratch.md"]
-    readme = REPO / "clients" / "python" / "README.md"
-    original = readme.read_text()
-    try:
-        for path in scratch:
-            path.write_text("// hand-written, not committed\n")
-        readme.write_text(original + "\nAn unstaged edit.\n")
-        result = check_generated()
-        assert result.returncode == 0, result.stdout + result.stderr
-    finally:
-        for path in scratch:
-            path.unlink(missing_ok=True)
-        readme.write_text(original)
-
-
-def test_an_edited_generated_file_is_drift_and_is_regenerated() -> None:
-    original = GO_STUB.read_text()
-    try:
-        GO_STUB.write_text(original + "\n// edited by hand\n")
-        result = check_generated()
-        assert result.returncode == 1, result.stdout + result.stderr
-        assert "clients/go/dedupv1 differs" in result.stderr
-        assert GO_STUB.read_text() == original  # regenerated, as after `make gen`
-    finally:
-        GO_STUB.write_text(original)
+def test_an_edited_generated_file_is_drift_and_is_regenerated(tree: Path) -> None:
+    stub = tree / "clients" / "go" / "dedupv1" / "dedup.pb.go"
+    original = stub.read_text()
+    stub.write_text(original + "\n// edited by hand\n")
+    result = check_generated(tree)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "clients/go/dedupv1 differs" in result.stderr
+    assert stub.read_text() == original  # regenerated, as after `make gen`
