@@ -27,9 +27,12 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-pip_args=(-e proto/python -e '.[test]')
-[ -f clients/python/pyproject.toml ] && pip_args+=(-e 'clients/python[test]')
-.venv/bin/python -m pip install -q "${pip_args[@]}"
+# Every third-party package from the hashed lock (scripts/lock.sh, `make lock`), then the three
+# local distributions on top without dependencies: nothing unpinned or unhashed gets in.
+.venv/bin/python -m pip install -q --require-hashes -r requirements/dev.lock
+pip_args=(-e proto/python -e .)
+[ -f clients/python/pyproject.toml ] && pip_args+=(-e clients/python)
+.venv/bin/python -m pip install -q --no-deps "${pip_args[@]}"
 
 for step in scripts/deps.d/*.sh; do
   [ -e "$step" ] || continue
