@@ -95,6 +95,7 @@ class InFlight:
     def __init__(self, limit: int) -> None:
         self.limit = limit  # 0: none
         self.count = 0
+        self.refusing = 0  # streams being refused message by message (_refuse_stream)
 
     def enter(self) -> None:
         if self.limit and self.count >= self.limit:
@@ -157,6 +158,27 @@ def _unary(
 _END = object()
 
 
+def _refusal(m: pb.StreamRequest | Malformed, err: Overloaded) -> pb.StreamResponse:
+    refusal = pb.StreamResponse(correlation_id=0 if isinstance(m, Malformed) else m.correlation_id)
+    refusal.error.code, refusal.error.message = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], str(err)
+    return refusal
+
+
+async def _next(requests: AsyncIterator[pb.StreamRequest | Malformed]) -> pb.StreamRequest | Malformed | None:
+    try:
+        return await requests.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def _chain(
+    first: pb.StreamRequest | Malformed, rest: AsyncIterator[pb.StreamRequest | Malformed]
+) -> AsyncIterator[pb.StreamRequest | Malformed]:
+    yield first
+    async for m in rest:
+        yield m
+
+
 def _stream(
     run: Callable[[AsyncIterator[Any], Context], AsyncIterator[pb.StreamResponse]],
     authorizer: Authorizer,
@@ -165,7 +187,33 @@ def _stream(
     async def handle(
         requests: AsyncIterator[pb.StreamRequest | Malformed], context: Context
     ) -> AsyncIterator[pb.StreamResponse]:
-        await _admit(context, in_flight)
+        # Over the limit, each message is refused (RESOURCE_EXHAUSTED in its `error`) until a slot frees,
+        # then the stream is admitted from that message on; a half-close while refused ends the call
+        # RESOURCE_EXHAUSTED. Ending it at once (abort) is right on the wire, but grpc's asyncio client
+        # then often reports `INTERNAL: Internal error from Core` (a write racing the early status,
+        # grpc/grpc#36066). Beyond max(4 x limit, 1024) streams waiting this way, the call is aborted.
+        while True:
+            try:
+                in_flight.enter()
+                break
+            except Overloaded as err:
+                if in_flight.refusing >= max(4 * in_flight.limit, 1024):
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+                in_flight.refusing += 1
+                try:
+                    m = await _next(requests)
+                finally:
+                    in_flight.refusing -= 1
+                if m is None:
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
+                    return
+                try:
+                    in_flight.enter()
+                except Overloaded:
+                    yield _refusal(m, err)
+                    continue
+                requests = _chain(m, requests)  # admitted with this message
+                break
         try:
             async for response in _guarded(requests, context):
                 yield response
