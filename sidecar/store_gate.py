@@ -48,6 +48,7 @@ class StoreGate:
     safe: bool = False
     needs_check: bool = True
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _checking: asyncio.Future[None] | None = None
 
     async def run_checks(self) -> StoreReport:
         report = await inspect_any(self.store.client)
@@ -84,16 +85,26 @@ class StoreGate:
             return self.safe
 
     async def ensure_safe(self) -> None:
-        """Before a store call: check again if the store failed since, refuse if it is unsafe."""
+        """Before a store call: check again if the store failed since, refuse if it is unsafe.
+
+        One check at a time, shared by every call that needs it (during an outage calls do not
+        queue up behind one check each); a call whose deadline ends does not cancel it.
+        """
         if self.needs_check:
-            async with self._lock:
-                if self.needs_check:
-                    try:
-                        await self.run_checks()
-                    except StoreError as err:
-                        raise StoreError(err.kind, f"store not verified since it failed: {err}") from err
+            if self._checking is None or self._checking.done():
+                self._checking = asyncio.ensure_future(self._check_now())
+                self._checking.add_done_callback(lambda done: done.cancelled() or done.exception())
+            try:
+                await asyncio.shield(self._checking)
+            except StoreError as err:
+                raise StoreError(err.kind, f"store not verified since it failed: {err}") from err
         if not self.safe:
             raise StoreUnsafe(self.reason(self.report))
+
+    async def _check_now(self) -> None:
+        async with self._lock:
+            if self.needs_check:
+                await self.run_checks()
 
     def saw(self, error: StoreError) -> None:
         """A call failed: if it was an outage, the store may come back as something else."""

@@ -8,6 +8,7 @@ the policy is fixed it serves again.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dedup.v1 import dedup_pb2 as pb
 from dedup.v1 import dedup_pb2_grpc
+from sidecar.domain.errors import StoreError
+from sidecar.redis_store.factory import open_store
+from sidecar.redis_store.safety import StoreReport
+from sidecar.store_gate import StoreGate
+from tests.support.faults import paused
 from tests.support.inprocess import unique_prefix
 from tests.support.redis_server import RedisProcess
 from tests.support.sidecar_process import SidecarProcess
@@ -86,3 +92,31 @@ def test_a_store_restarted_with_an_evicting_policy_is_refused_until_fixed(
             assert stub.Check(pb.CheckRequest(namespace="strict", id=b"after"), timeout=10).outcome == 1
     finally:
         sidecar.stop()
+
+
+class CountingGate(StoreGate):
+    checks = 0
+
+    async def run_checks(self) -> StoreReport:
+        CountingGate.checks += 1
+        return await super().run_checks()
+
+
+async def test_calls_during_an_outage_share_one_store_check(own_redis: RedisProcess) -> None:
+    """After a failure every call waits for the store check, but for one check, not one each."""
+    store = open_store(own_redis.url, timeout_s=0.5)
+    gate = CountingGate(store, allow_unsafe=False)
+    try:
+        await gate.run_checks()
+        CountingGate.checks = 0
+        gate.needs_check = True  # as after a failed call
+        assert own_redis.process is not None
+        with paused(own_redis.process.pid):  # the check hangs until the store timeout
+            results = await asyncio.gather(*(gate.ensure_safe() for _ in range(50)), return_exceptions=True)
+        assert all(isinstance(r, StoreError) for r in results), results
+        assert CountingGate.checks == 1
+        await gate.ensure_safe()  # the store answers again: one more check, and calls go through
+        assert CountingGate.checks == 2
+        assert gate.safe
+    finally:
+        await store.close()
