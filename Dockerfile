@@ -11,15 +11,15 @@ ARG EMBEDDED_STORE=false
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 RUN python -m venv /opt/dedup
 WORKDIR /src
-# Dependency layer first: rebuilt only when pyproject.toml changes.
-COPY pyproject.toml ./
-COPY deploy/image/requirements.py deploy/image/requirements.py
-RUN python deploy/image/requirements.py --embedded-store="${EMBEDDED_STORE}" > /tmp/requirements.txt \
- && /opt/dedup/bin/pip install --only-binary=:all: -r /tmp/requirements.txt
+# Dependency layer first: rebuilt only when the lock changes. Hashed and pinned (scripts/lock.sh):
+# pip refuses any file whose hash is not in the lock.
+COPY requirements/runtime.lock requirements/embedded.lock requirements/
+RUN lock=requirements/runtime.lock; [ "${EMBEDDED_STORE}" = true ] && lock=requirements/embedded.lock; \
+    /opt/dedup/bin/pip install --require-hashes --only-binary=:all: -r "$lock"
 # Then the generated stubs and the sidecar itself (pure Python; dependencies are already in).
 COPY proto/python proto/python
 RUN /opt/dedup/bin/pip install --no-deps ./proto/python
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY sidecar sidecar
 RUN /opt/dedup/bin/pip install --no-deps . \
  && /opt/dedup/bin/dedup-sidecar --version

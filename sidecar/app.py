@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass, field
 from functools import partial
 
 import grpc
@@ -18,17 +17,16 @@ from sidecar.domain.keys import wake_channel
 from sidecar.embedded import EmbeddedRedis, EmbeddedServerError
 from sidecar.health import HealthMonitor
 from sidecar.policies_file import PolicyFile
-from sidecar.redis_store.acks import choose_mode, describe_acks
-from sidecar.redis_store.connection import mode_of, redact
-from sidecar.redis_store.factory import inspect_any, open_store
-from sidecar.redis_store.safety import StoreReport
-from sidecar.redis_store.store import RedisStore
+from sidecar.preflight import file_problems
+from sidecar.redis_store.connection import mode_of, redact, scrub
+from sidecar.redis_store.factory import open_store
 from sidecar.redis_store.wake import subscriber_for
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
+from sidecar.store_gate import GatedStore, StoreGate
 from sidecar.telemetry.config import TelemetryConfigError
 from sidecar.telemetry.runtime import Telemetry, start_telemetry
-from sidecar.transport.security import build_servicer
+from sidecar.transport.security import build_authorizer, build_servicer
 from sidecar.transport.server import build_health_server, build_server
 from sidecar.transport.servicer import DedupServicer
 
@@ -43,50 +41,6 @@ class StartupError(Exception):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-@dataclass
-class StoreGate:
-    """Runs the startup checks and remembers whether the store may be used."""
-
-    store: RedisStore
-    allow_unsafe: bool
-    ack_command: str = "auto"
-    policies: PolicyFile | None = None
-    report: StoreReport | None = None
-    safe: bool = False
-    needs_check: bool = True
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    async def run_checks(self) -> StoreReport:
-        report = await inspect_any(self.store.client)
-        self.report = report
-        level = logging.INFO if report.safe and not report.warnings else logging.WARNING
-        for line in report.lines():
-            log.log(level, "store check: %s", line)
-        self.store.ack_mode = choose_mode(self.ack_command, report)
-        for line in describe_acks(self.store.ack_mode, self.policies.current() if self.policies else None):
-            log.info("store check: %s", line)
-        if not report.safe and self.allow_unsafe:
-            log.warning("SERVING ON AN UNSAFE STORE because --allow-unsafe-store is set: duplicates may be missed")
-        self.safe = report.safe or self.allow_unsafe
-        self.needs_check = False
-        return report
-
-    async def probe(self) -> bool:
-        """Health probe: ping, and re-run the checks when coming back from an outage."""
-        async with self._lock:
-            try:
-                if self.needs_check:
-                    await self.run_checks()
-                else:
-                    await self.store.ping()
-            except StoreError as err:
-                if not self.needs_check:
-                    log.warning("store unreachable", extra={"kind": err.kind, "error": str(err)})
-                self.needs_check = True
-                return False
-            return self.safe
 
 
 def _start_telemetry(settings: Settings, policies: PolicyFile, waiters: ClaimWaiters) -> Telemetry:
@@ -125,6 +79,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     """Serves until `stop` is set (or SIGTERM/SIGINT); returns the process exit code."""
     stop = stop or asyncio.Event()
     _install_signal_handlers(stop)  # before anything starts: a SIGTERM during startup still shuts down cleanly
+    if problems := file_problems(settings):
+        for problem in problems:
+            log.error("cannot start: %s", problem)
+        return EXIT_CONFIG
     try:
         policies = PolicyFile(settings.policies, partial(ack_timeout_problems, store_timeout_ms=settings.store_timeout))
     except PolicyError as err:
@@ -156,7 +114,7 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
             url, timeout_s=settings.store_timeout / 1000, mode=settings.redis_mode, client=settings.redis_client
         )
     except ValueError as err:
-        raise StartupError(f"bad --redis-url: {err}", EXIT_CONFIG) from err
+        raise StartupError(f"bad --redis-url {redact(url)}: {scrub(str(err), url)}", EXIT_CONFIG) from None
     log.info("store: %s (%s)", redact(url), mode_of(url, settings.redis_mode))
     gate = StoreGate(store, settings.allow_unsafe_store, settings.replica_ack_command, policies)
     try:
@@ -169,14 +127,18 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     waiters = ClaimWaiters(settings.max_claim_waiters)
     telemetry = _start_telemetry(settings, policies, waiters)
     service = DedupService(
-        store, policies, ServiceLimits(settings.max_batch, settings.key_prefix), telemetry.observer, waiters
+        GatedStore(store, gate),
+        policies,
+        ServiceLimits(settings.max_batch, settings.key_prefix),
+        telemetry.observer,
+        waiters,
     )
     wake = subscriber_for(store.client, wake_channel(settings.key_prefix), waiters)
     health = HealthMonitor(gate.probe, settings.health_interval / 1000)
     await health.start()
-    servicer = build_servicer(settings, service, policies)
+    servicer, authorizer = build_servicer(settings, service), build_authorizer(settings, policies)
     try:
-        server, port = build_server(settings, servicer, health.servicer, telemetry.interceptors)
+        server, port = build_server(settings, servicer, health.servicer, telemetry.interceptors, authorizer)
         health_server, health_port = None, 0
         if settings.health_listen:
             health_server, health_port = build_health_server(settings, health.servicer)

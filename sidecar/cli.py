@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -122,16 +123,21 @@ def _serve(args: argparse.Namespace) -> int:
     elif settings.workers > 1:
         return supervise(settings, sys.argv[sys.argv.index("serve") + 1 :])
     try:
-        import uvloop
-
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(serve(settings))
         return uvloop.run(serve(settings))
-    except ImportError:
-        return asyncio.run(serve(settings))
+    except Exception as err:  # the last resort: one line, the traceback only at debug level
+        log = logging.getLogger("dedup.serve")
+        log.error("cannot serve: %s: %s", type(err).__name__, err)
+        log.debug("traceback", exc_info=err)
+        return 1
 
 
 def _check_store(args: argparse.Namespace) -> int:
     from sidecar.domain.errors import StoreError
-    from sidecar.redis_store.connection import connect, redact
+    from sidecar.redis_store.connection import connect, redact, scrub
     from sidecar.redis_store.factory import inspect_any
 
     settings = load_settings(args)
@@ -144,7 +150,7 @@ def _check_store(args: argparse.Namespace) -> int:
         try:
             report = await inspect_any(client)
         except StoreError as err:
-            print(f"store {redact(settings.redis_url)}: unreachable ({err})")
+            print(f"store {redact(settings.redis_url)}: unreachable ({scrub(str(err), settings.redis_url)})")
             return 2
         finally:
             await client.aclose()

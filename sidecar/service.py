@@ -12,8 +12,8 @@ from typing import Protocol, TypeVar, cast
 
 from sidecar.claim_wait import ClaimWaiting
 from sidecar.domain.claim_waiters import ClaimWaiters
-from sidecar.domain.errors import FieldViolation, InvalidArgument, QuotaExceeded, StoreError, StoreTimeout
-from sidecar.domain.keys import DEFAULT_KEY_PREFIX, quota_key, record_key, wake_channel
+from sidecar.domain.errors import FieldViolation, InvalidArgument, StoreError, StoreTimeout
+from sidecar.domain.keys import DEFAULT_KEY_PREFIX, fence_base, quota_key, record_key, wake_channel
 from sidecar.domain.observer import NullObserver, Observer
 from sidecar.domain.outcomes import (
     CheckDecision,
@@ -176,8 +176,8 @@ class DedupService:
             if label is None:
                 label = labels[request.namespace] = self._label(request.namespace)
             if isinstance(result, StoreError):
-                # A quota refusal is a decision, not an outage: never answered degraded.
-                degraded = policy.on_store_error is StoreErrorMode.ALLOW and not isinstance(result, QuotaExceeded)
+                # Only an outage may be answered degraded: not a quota refusal, not a permanent fault.
+                degraded = policy.on_store_error is StoreErrorMode.ALLOW and result.degradable
                 if (id(result), degraded) not in reported:
                     reported.add((id(result), degraded))
                     self._observer.store_failed(operation, label, result, degraded)
@@ -232,6 +232,7 @@ class DedupService:
                 trace_context=trace,
                 acks=policy.replica_acks,
                 quota=self._quota(request.namespace, policy),
+                fence=fence_base(self._limits.key_prefix),
             )
             for request, policy in zip(requests, policies, strict=True)
         ]

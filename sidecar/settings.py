@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.domain.durations import format_duration_ms, parse_duration_ms
+from sidecar.domain.identities import identity_problems
 from sidecar.domain.keys import DEFAULT_KEY_PREFIX
 
 
@@ -65,7 +66,9 @@ class Settings:
     )
     policies: str = _setting("", "Namespace policies YAML file (empty: every namespace uses the built-in default)")
     policies_poll: int = _setting(2_000, "How often the policies file is checked for changes", kind="duration")
-    key_prefix: str = _setting(DEFAULT_KEY_PREFIX, "Prefix of every Redis key the sidecar writes")
+    key_prefix: str = _setting(
+        DEFAULT_KEY_PREFIX, "Prefix of every Redis key the sidecar writes (no braces: keys keep their own hash tag)"
+    )
     max_batch: int = _setting(500, "Most items in one batch request", kind="int")
     max_message_bytes: int = _setting(4 * 1024 * 1024, "Largest request message accepted, in bytes", kind="int")
     default_deadline: int = _setting(5_000, "Deadline applied to calls that arrive without one", kind="duration")
@@ -101,9 +104,26 @@ class Settings:
     auth_tokens_dir: str = _setting(
         "", "Directory of bearer tokens: each file is named by an identity and holds its token (a mounted Secret)"
     )
-    admin_identities: str = _setting("", "Comma-separated identities allowed to Forget (and every namespace)")
+    admin_identities: str = _setting(
+        "",
+        "Comma-separated identities allowed to Forget (and every namespace): token:NAME, dns:NAME, cn:NAME, spiffe://...",
+    )
     allow_insecure_listen: bool = _setting(
         False, "Serve plaintext on a non-loopback --listen address (otherwise TLS is required there)", kind="bool"
+    )
+    allow_anonymous: bool = _setting(
+        False,
+        "Serve TLS on a non-loopback --listen with no client identity source (no --tls-client-ca or tokens)",
+        kind="bool",
+    )
+    max_connection_age: int = _setting(
+        3_600_000,
+        "Connections older than this are asked to reconnect (GOAWAY), so certificates and tokens are checked "
+        "again (0: never)",
+        kind="duration",
+    )
+    max_connection_age_grace: int = _setting(
+        30_000, "How long calls on a connection past --max-connection-age may still finish", kind="duration"
     )
     max_concurrent_rpcs: int = _setting(
         0, "Most RPCs served at once; more get RESOURCE_EXHAUSTED (0: no limit)", kind="int"
@@ -131,6 +151,11 @@ class Settings:
             raise SettingsError(f"--max-claim-waiters must be 0 (never wait) or more, got {self.max_claim_waiters}")
         if self.max_batch < 1:
             raise SettingsError(f"--max-batch must be at least 1, got {self.max_batch}")
+        if "{" in self.key_prefix or "}" in self.key_prefix:
+            raise SettingsError(
+                f"--key-prefix must not contain '{{' or '}}', got {self.key_prefix!r}: Redis Cluster would hash every "
+                "record by the prefix's braces into one slot. Use e.g. 'app:dedup:'"
+            )
         _check_security(self)
         for item in fields(self):
             choices = item.metadata["choices"]
@@ -158,6 +183,20 @@ def _check_security(settings: Settings) -> None:
             f"--listen {settings.listen} is not loopback and TLS is off: set --tls-cert/--tls-key, "
             "or listen on 127.0.0.1 / a Unix socket, or force plaintext with --allow-insecure-listen"
         )
+    if (
+        settings.listen
+        and settings.tls_cert
+        and host not in _LOOPBACK_HOSTS
+        and not (settings.tls_client_ca or settings.auth_tokens_dir or settings.allow_anonymous)
+    ):
+        raise SettingsError(
+            f"--listen {settings.listen} is not loopback and has TLS but no client identity source: anyone who "
+            "reaches it may call it. Set --tls-client-ca (mTLS) or --auth-tokens-dir (bearer tokens), or accept "
+            "anonymous callers with --allow-anonymous"
+        )
+    admins = [name.strip() for name in settings.admin_identities.split(",") if name.strip()]
+    if problems := identity_problems(admins):
+        raise SettingsError("--admin-identities: " + "; ".join(problems))
     if settings.max_concurrent_rpcs < 0:
         raise SettingsError(f"--max-concurrent-rpcs must be 0 (no limit) or more, got {settings.max_concurrent_rpcs}")
 

@@ -28,10 +28,12 @@ def _name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", match.group(1)).lower()
 
 
-def requirements(pyproject: Path, embedded_store: bool) -> list[str]:
+def requirements(pyproject: Path, embedded_store: bool, extras: tuple[str, ...] = ()) -> list[str]:
+    """The runtime requirements (and those of `extras`), without the local distributions."""
     project = tomllib.loads(pyproject.read_text())["project"]
     chosen = []
-    for line in project["dependencies"]:
+    lines = [*project["dependencies"], *(line for extra in extras for line in project["optional-dependencies"][extra])]
+    for line in lines:
         name = _name(line)
         if name in LOCAL or (name in EMBEDDED and not embedded_store):
             continue
@@ -43,8 +45,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pyproject", default="pyproject.toml")
     parser.add_argument("--embedded-store", choices=("true", "false"), default="false")
+    parser.add_argument("--extra", action="append", default=[], help="also an optional-dependencies group")
     args = parser.parse_args()
-    for line in requirements(Path(args.pyproject), args.embedded_store == "true"):
+    for line in requirements(Path(args.pyproject), args.embedded_store == "true", tuple(args.extra)):
         print(line)
     return 0
 

@@ -8,8 +8,9 @@ cd "$(dirname "$0")/../../clients/java"
 if ! command -v mvn >/dev/null || ! command -v java >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "deps java: apt-get install openjdk-17-jdk-headless maven" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jdk-headless maven >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+      openjdk-17-jdk-headless maven >/dev/null
   else
     echo "deps java: java 17 and maven are required" >&2
     exit 1

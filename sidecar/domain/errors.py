@@ -38,11 +38,46 @@ class StoreError(DedupError):
 
     `kind` is a short, bounded label (metrics use it): connection, timeout, oom,
     readonly, noreplicas, loading, busy, response, unsafe.
+    `degradable`: a namespace with `on_store_error: allow` may answer it degraded (an outage);
+    refusals and permanent faults never are.
     """
+
+    degradable = True
 
     def __init__(self, kind: str, message: str) -> None:
         self.kind = kind
         super().__init__(f"store {kind}: {message}")
+
+
+class StoreUnsafe(StoreError):
+    """The latest store check found Redis unsafe (it may evict records): nothing is read or written.
+
+    UNAVAILABLE with the reason, also in `on_store_error: allow` namespaces: a degraded NEW
+    would hide the problem the check found.
+    """
+
+    degradable = False
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("unsafe", reason)
+
+
+class StoreFault(StoreError):
+    """The store answered, with an error that retrying cannot fix: not an outage (INTERNAL).
+
+    Kinds: wrongtype (something else lives at a record key), script (a Lua script failed),
+    reply (an error reply or a reply the adapter does not understand), noperm (StorePermissionError).
+    Never answered degraded; logged once per key by the store adapter.
+    """
+
+    degradable = False
+
+
+class StorePermissionError(StoreFault):
+    """The Redis user lacks a permission the sidecar needs (NOPERM): FAILED_PRECONDITION."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("noperm", message)
 
 
 class StoreTimeout(StoreError):
@@ -59,6 +94,8 @@ class QuotaExceeded(StoreError):
     counted in dedup_store_errors_total{kind="quota"}, but it is never answered in degraded mode
     and maps to RESOURCE_EXHAUSTED (ADR 0051).
     """
+
+    degradable = False
 
     def __init__(self) -> None:
         super().__init__("quota", "the namespace's quota of new records is used up; nothing was stored")

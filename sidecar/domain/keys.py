@@ -29,6 +29,14 @@ def record_key(prefix: str, namespace: str, record_id: bytes) -> str:
     return f"{prefix}{namespace}:{{{id_digest(record_id)}}}"
 
 
+def fence_base(prefix: str) -> str:
+    """The name the fencing high-water marks share (ADR 0002); the store adds a slot tag to it.
+
+    `#` is not in the namespace charset, so it never equals a record or quota key.
+    """
+    return f"{prefix}#fence"
+
+
 def quota_key(prefix: str, namespace: str) -> str:
     """The namespace's quota counter (ADR 0051). It has no `{`, so it never equals a record key."""
     return f"{prefix}{namespace}:quota"

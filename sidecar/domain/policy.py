@@ -10,6 +10,7 @@ from typing import Any
 
 from sidecar.domain.durations import parse_duration_ms
 from sidecar.domain.errors import NamespaceNotFound, PolicyError
+from sidecar.domain.identities import identity_problems
 from sidecar.domain.store import NO_ACKS, ReplicaAcks
 
 NAMESPACE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -139,6 +140,8 @@ def _convert(kind: str, value: Any) -> Any:
     if kind == "identities":
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise ValueError(f"expected a list of identity strings, got {value!r}")
+        if problems := identity_problems(value):
+            raise ValueError("; ".join(problems))
         return tuple(value)
     raise AssertionError(f"unknown kind {kind}")
 

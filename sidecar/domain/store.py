@@ -81,6 +81,7 @@ class ClaimItem:
     # Set by a Claim that will wait (ADR 0065): an IN_PROGRESS record is flagged so that its
     # holder's Commit or Release publishes the record key on this channel. "" = no flag.
     wake_channel: str = ""
+    fence: str = "dedup:#fence"  # keys.fence_base(prefix): where the slot's token high-water mark lives
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,9 @@ The deployment mode comes from the URL scheme (docs/scaling.md), or from
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import parse_qsl, quote, unquote
 
 from redis.asyncio import Redis, RedisCluster
 from redis.backoff import NoBackoff
@@ -68,11 +70,42 @@ def connect(url: str, *, timeout_s: float, max_connections: int = 256, mode: str
     return Redis.from_url(url, retry_on_timeout=False, **common_options(timeout_s, max_connections))
 
 
+# Query parameters that carry secrets (password=, sentinel_password=, ssl_password=, ...).
+_SECRET_PARAM = re.compile(r"pass|secret|token|key_?pass", re.IGNORECASE)
+
+
+def url_secrets(url: str) -> list[str]:
+    """Every secret the URL carries: the userinfo password and secret query values (raw and decoded)."""
+    found: list[str] = []
+    _, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("?", 1)[0]:
+        credentials = rest.split("?", 1)[0].rpartition("@")[0]
+        if ":" in credentials:
+            found.append(credentials.split(":", 1)[1])
+    for name, value in parse_qsl(url.partition("?")[2], keep_blank_values=True):
+        if _SECRET_PARAM.search(name) and value:
+            found.append(value)
+    found += [unquote(secret) for secret in found]
+    return sorted({secret for secret in found if secret}, key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` (an error message, a report) with every secret of `url` replaced by ***."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
 def redact(url: str) -> str:
-    """The URL with any password replaced, for logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0] if ":" in credentials else ""
-    return f"{scheme}://{user}:***@{host}"
+    """The URL with its password and secret query parameters replaced, for logs and reports."""
+    base, question, query = url.partition("?")
+    scheme, sep, rest = base.partition("://")
+    if sep and "@" in rest:
+        credentials, _, hosts = rest.rpartition("@")
+        if ":" in credentials:
+            credentials = credentials.split(":", 1)[0] + ":***"
+        base = f"{scheme}://{credentials}@{hosts}"
+    if question:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = "&".join(f"{quote(k)}={'***' if _SECRET_PARAM.search(k) else quote(v)}" for k, v in pairs)
+    return base + question + query

@@ -1,8 +1,12 @@
-"""Startup checks (DESIGN §6): is this Redis safe to keep dedup records in?
+"""Startup checks (docs/contract.md §6): is this Redis safe to keep dedup records in?
 
 Every record has a TTL, so any `volatile-*` or `allkeys-*` eviction policy can
 silently drop records and turn duplicates into NEW: only `noeviction` is safe.
 Persistence and replication are reported, not enforced.
+
+Everything is read from INFO, so the sidecar's Redis user needs no CONFIG permission (CONFIG GET
+can read `requirepass` and every other secret of the server). A value INFO does not give is
+reported as unknown; without `maxmemory_policy` the verdict is "cannot verify" and serving goes on.
 """
 
 from __future__ import annotations
@@ -49,32 +53,37 @@ class StoreReport:
         return out
 
 
-async def _config(client: Redis, name: str) -> str | None:
-    """One CONFIG value, or None when CONFIG is forbidden (managed Redis, ACL)."""
+async def _info(client: Redis) -> dict[str, Any]:
+    """INFO (every default section), or {} when the server refuses it (an ACL, managed Redis)."""
     try:
-        reply: dict[Any, Any] = await client.config_get(name)
+        info: dict[str, Any] = await client.info()
     except redis_errors.ResponseError:
-        return None
-    value = reply.get(name.encode(), reply.get(name))
+        return {}
+    return info
+
+
+def _text(value: object) -> str | None:
     if isinstance(value, bytes):
         return value.decode()
-    return value if isinstance(value, str) else None
+    return None if value is None else str(value)
 
 
 async def inspect_store(client: Redis) -> StoreReport:
     """Runs the checks; raises StoreError when Redis cannot be reached at all."""
     try:
-        info = await client.info()
-        policy = await _config(client, "maxmemory-policy")
-        appendonly = await _config(client, "appendonly")
-        appendfsync = await _config(client, "appendfsync")
+        await client.ping()
+        info = await _info(client)
     except Exception as err:
         raise to_store_error(err) from err
+    policy = _text(info.get("maxmemory_policy"))
+    aof = info.get("aof_enabled")
+    appendonly = None if aof is None else ("yes" if str(aof) == "1" else "no")
+    appendfsync = None  # not in INFO; reading it would need CONFIG GET (docs/security.md)
     problems: list[str] = []
     warnings: list[str] = []
     verifiable = policy is not None
     if not verifiable:
-        warnings.append("cannot verify maxmemory-policy (CONFIG is not allowed); make sure it is noeviction")
+        warnings.append("cannot verify maxmemory-policy (INFO does not give it here); make sure it is noeviction")
     elif policy != SAFE_EVICTION_POLICY:
         problems.append(
             f"maxmemory-policy is {policy}: Redis may evict dedup records and answer NEW for duplicates. "

@@ -41,3 +41,8 @@ def _table() -> tuple[str, ...]:
 def slot_tag(slot: int) -> str:
     """The shortest base-36 string whose CRC16 slot is `slot`."""
     return _table()[slot]
+
+
+def in_slot_of(base: str, record_key: str) -> str:
+    """`<base>:{<tag>}`: the key named `base` striped per slot, in the slot of `record_key`."""
+    return f"{base}:{{{slot_tag(key_slot(record_key.encode()))}}}"

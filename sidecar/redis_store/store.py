@@ -39,7 +39,9 @@ from sidecar.redis_store.acks import AckMode, run_acked
 from sidecar.redis_store.connection import RedisClient
 from sidecar.redis_store.errors import to_store_error
 from sidecar.redis_store.fastpipe import FastScripts
+from sidecar.redis_store.faults import reads_replies
 from sidecar.redis_store.scripts import script_sources
+from sidecar.redis_store.slot_tags import in_slot_of, slot_tag
 from sidecar.telemetry.spans import store_span
 
 _STATES = {1: RecordState.ABSENT, 2: RecordState.IN_PROGRESS, 3: RecordState.DONE}
@@ -93,6 +95,7 @@ class RedisStore:
         self.client = client
         self.fast = fast  # when set, scripts run on the auto-pipelined connection (fastpipe.py)
         self.ack_mode = AckMode()  # set from the startup checks (acks.choose_mode)
+        slot_tag(0)  # builds the slot-tag table (~0.2 s) now, not in the first Claim (in_slot_of)
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in script_sources().items()
         }
@@ -133,6 +136,7 @@ class RedisStore:
             numbers.append(counters[key])
         return keys + list(counters), [*params, *numbers, len(counters)]
 
+    @reads_replies
     async def check(self, items: Sequence[CheckItem]) -> ItemResults[CheckDecision]:
         if not items:
             return []
@@ -141,6 +145,7 @@ class RedisStore:
         new = CheckDecision(CheckOutcome.NEW, reply[0], 0, RecordState.DONE)  # frozen: one serves every NEW item
         return [new if item == 1 else _over_quota_or_seen(item) for item in reply[1:]]
 
+    @reads_replies
     async def claim(self, items: Sequence[ClaimItem]) -> ItemResults[ClaimDecision]:
         args: list[Any] = []
         for item in items:
@@ -152,6 +157,7 @@ class RedisStore:
                 item.wake_channel,
             ]
         keys, trailer = self._with_quotas(items)
+        keys += [in_slot_of(item.fence, item.key) for item in items]  # fencing high-water marks (ADR 0002)
         reply = await self._run("claim", keys, args + trailer, strictest([i.acks for i in items]))
         return [
             QuotaExceeded()
@@ -181,6 +187,7 @@ class RedisStore:
             ) in reply[1:]
         ]
 
+    @reads_replies
     async def commit(self, items: Sequence[CommitItem]) -> ItemResults[CommitDecision]:
         args: list[Any] = []
         for item in items:
@@ -198,14 +205,17 @@ class RedisStore:
             for outcome, committed, expires in reply[1:]
         ]
 
+    @reads_replies
     async def release(self, item: ReleaseItem) -> ReleaseDecision:
         reply = await self._run("release", [item.key], [str(item.fencing_token)], item.acks)
         return ReleaseDecision(outcome=ReleaseOutcome(reply))
 
+    @reads_replies
     async def renew(self, item: RenewItem) -> RenewDecision:
         outcome, expires = await self._run("renew", [item.key], [str(item.fencing_token), item.lease_ms], item.acks)
         return RenewDecision(outcome=RenewOutcome(outcome), lease_expires_ms=expires)
 
+    @reads_replies
     async def inspect(self, key: str) -> Inspection:
         (state, token, first_seen, committed, lease_expires, ttl, has_fp, has_result, result, now) = await self._run(
             "inspect", [key], []
@@ -222,6 +232,7 @@ class RedisStore:
             now_ms=now,
         )
 
+    @reads_replies
     async def forget(self, key: str) -> ForgetOutcome:
         try:
             deleted = await self.client.delete(key)

@@ -1,4 +1,4 @@
-"""Telemetry (DESIGN §7): OpenTelemetry traces, metrics (Prometheus and OTLP), log correlation.
+"""Telemetry (docs/contract.md §7): OpenTelemetry traces, metrics (Prometheus and OTLP), log correlation.
 
 Everything here is optional at run time: with no OTEL_* exporter and no
 --metrics-listen, `start_telemetry` installs no interceptor and only the

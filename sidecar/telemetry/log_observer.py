@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from sidecar.domain.errors import StoreError
+from sidecar.domain.errors import StoreError, StoreFault
 from sidecar.domain.outcomes import CommitOutcome, Decision, ForgetOutcome, Inspection, ReleaseOutcome, RenewOutcome
 from sidecar.domain.policy import TraceIds
 from sidecar.telemetry import outcomes
@@ -45,6 +45,8 @@ class LogObserver:
             )
 
     def store_failed(self, operation: str, namespace: str, error: StoreError, degraded: bool) -> None:
+        if isinstance(error, StoreFault):
+            return  # a permanent fault: logged once per key by the store adapter (redis_store/faults.py)
         log.warning(
             "store error",
             extra={"operation": operation, "namespace": namespace, "kind": error.kind, "error": str(error),

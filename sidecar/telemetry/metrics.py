@@ -1,4 +1,4 @@
-"""The metrics of DESIGN §7, as OpenTelemetry instruments (exported to Prometheus and/or OTLP).
+"""The metrics of docs/contract.md §7, as OpenTelemetry instruments (exported to Prometheus and/or OTLP).
 
 Prometheus names (the OTLP names drop `_total`/`_seconds`):
   dedup_decisions_total{namespace,operation,outcome}  what the store decided (shadow: the real outcome)

@@ -1,9 +1,11 @@
 """Who is calling: identities from the mTLS peer certificate and from a bearer token.
 
-mTLS: the certificate's subject alternative names and common name, as the TLS stack
-verified them. Bearer token: `authorization: Bearer <token>` checked, in constant time,
-against a directory of token files, each named by the identity it stands for (a mounted
-Kubernetes Secret or projected token). The directory is re-read when it changes.
+Each identity carries its kind (domain/identities.py): mTLS gives the certificate's subject
+alternative names by type (`spiffe://...` URIs as is, `dns:`, `email:`, `ip:`) and its common name
+(`cn:`), as the TLS stack verified them. A bearer token (`authorization: Bearer <token>`) is
+checked, in constant time, against a directory of token files, each named by the identity it
+stands for (a mounted Kubernetes Secret or projected token), and gives `token:<file name>`. The
+directory is re-read when it changes.
 """
 
 from __future__ import annotations
@@ -12,15 +14,25 @@ import hmac
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 
 from sidecar.domain.authz import Caller
+from sidecar.domain.identities import uri_identity
 
 log = logging.getLogger("dedup.identity")
 
-_CERT_KEYS = ("x509_subject_alternative_name", "x509_common_name")
+# grpc auth-context property -> how its values are named. The untyped
+# "x509_subject_alternative_name" list is not used: it cannot tell a DNS name from a token name.
+_CERT_KINDS: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("peer_uri", uri_identity),
+    ("peer_dns", lambda name: f"dns:{name}"),
+    ("peer_email", lambda name: f"email:{name}"),
+    ("peer_ip", lambda name: f"ip:{name}"),
+    ("x509_common_name", lambda name: f"cn:{name}"),
+)
 
 
 class TokenDirectory:
@@ -32,6 +44,7 @@ class TokenDirectory:
         self._checked = 0.0
         self._stamp: tuple[tuple[str, int], ...] = ()
         self._tokens: dict[str, bytes] = {}
+        self.generation = 0  # +1 at every reload: open streams re-identify their caller
         self._refresh(force=True)
 
     def _listing(self) -> tuple[tuple[str, int], ...]:
@@ -55,7 +68,13 @@ class TokenDirectory:
             log.warning("cannot read the bearer token directory; keeping the last tokens", extra={"error": str(err)})
             return
         self._stamp, self._tokens = stamp, {name: token for name, token in tokens.items() if token}
+        self.generation += 1
         log.info("bearer tokens loaded", extra={"identities": sorted(self._tokens)})
+
+    def current_generation(self) -> int:
+        """The generation after re-reading the directory if it is due (at most every `recheck_s`)."""
+        self._refresh()
+        return self.generation
 
     def identity_of(self, token: bytes) -> str | None:
         self._refresh()
@@ -79,14 +98,14 @@ def _metadata_token(context: grpc.aio.ServicerContext[object, object]) -> bytes 
 def caller_of(context: grpc.aio.ServicerContext[object, object], tokens: TokenDirectory | None) -> Caller:
     identities: list[str] = []
     auth = context.auth_context() or {}
-    for key in _CERT_KEYS:
+    for key, named in _CERT_KINDS:
         for raw in auth.get(key, ()):
             name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-            if name and name not in identities:
-                identities.append(name)
+            if name and named(name) not in identities:
+                identities.append(named(name))
     if tokens is not None:
         token = _metadata_token(context)
         identity = tokens.identity_of(token) if token else None
-        if identity and identity not in identities:
-            identities.append(identity)
+        if identity:
+            identities.append(f"token:{identity}")
     return Caller(tuple(identities))

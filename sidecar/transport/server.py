@@ -13,12 +13,24 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from dedup.v1 import dedup_pb2, dedup_pb2_grpc
+from dedup.v1 import dedup_pb2
 from sidecar.settings import Settings
+from sidecar.transport.authorizer import Authorizer
+from sidecar.transport.handlers import dedup_handlers
 from sidecar.transport.servicer import DedupServicer
 from sidecar.transport.tls import add_tcp_listener
 
 SERVICE_NAME = dedup_pb2.DESCRIPTOR.services_by_name["Dedup"].full_name
+
+
+def _connection_age(settings: Settings) -> list[tuple[str, int]]:
+    """GOAWAY after --max-connection-age: a client reconnects and is authenticated again (docs/security.md)."""
+    if not settings.max_connection_age:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", settings.max_connection_age),
+        ("grpc.max_connection_age_grace_ms", settings.max_connection_age_grace),
+    ]
 
 
 def build_server(
@@ -26,8 +38,12 @@ def build_server(
     servicer: DedupServicer,
     health: health_pb2_grpc.HealthServicer,
     interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
+    authorizer: Authorizer | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """A server bound to the configured listeners, not yet started, and its TCP port (0: none)."""
+    """A server bound to the configured listeners, not yet started, and its TCP port (0: none).
+
+    Every Dedup call passes `authorizer` (None: open, nothing checked) in transport/handlers.py.
+    """
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -36,10 +52,12 @@ def build_server(
             # Only worker processes share a port (serve --workers N); a lone server that
             # finds its port taken must fail rather than silently split the traffic.
             ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+            *_connection_age(settings),
         ],
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs or None,
     )
-    dedup_pb2_grpc.add_DedupServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers(
+        (dedup_handlers(servicer, authorizer or Authorizer(None), settings.max_concurrent_rpcs),)
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),

@@ -15,6 +15,8 @@ from sidecar.domain.errors import (
     PermissionDenied,
     QuotaExceeded,
     StoreError,
+    StoreFault,
+    StorePermissionError,
     StoreTimeout,
 )
 
@@ -25,6 +27,8 @@ _TABLE: tuple[tuple[type[DedupError], grpc.StatusCode], ...] = (
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (QuotaExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StoreTimeout, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (StorePermissionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (StoreFault, grpc.StatusCode.INTERNAL),
     (StoreError, grpc.StatusCode.UNAVAILABLE),
 )
 

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from tests.contract.conftest import REPO
+from tests.support.runner_summary import go_summary, report
 
 GO_DIR = REPO / "clients" / "go"
 
@@ -18,7 +19,7 @@ def test_go_test_passes(contract_env: dict[str, str]) -> None:
     go = shutil.which("go")
     assert go, "the go toolchain is not on PATH (scripts/deps.d/20-go.sh needs it)"
     proc = subprocess.run(
-        [go, "test", "-count=1", "-timeout", "300s", "./..."],
+        [go, "test", "-v", "-count=1", "-timeout", "300s", "./..."],
         cwd=GO_DIR,
         env=contract_env,
         capture_output=True,
@@ -26,4 +27,5 @@ def test_go_test_passes(contract_env: dict[str, str]) -> None:
         timeout=580,
     )
     print(proc.stdout[-4000:], proc.stderr[-4000:])
+    report("go test", go_summary(proc.stdout))
     assert proc.returncode == 0, f"go test failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.contract.conftest import REPO, SCENARIOS
+from tests.support.runner_summary import report, surefire_summary
 
 JAVA_DIR = REPO / "clients" / "java"
 
@@ -35,10 +36,11 @@ def test_mvn_verify_passes(contract_env: dict[str, str]) -> None:
         timeout=580,
     )
     print(proc.stdout[-4000:], proc.stderr[-4000:])
+    report("mvn verify", surefire_summary(JAVA_DIR / "target" / "surefire-reports"))
     assert proc.returncode == 0, f"mvn verify failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
     ran: dict[str, int] = {}
-    for report in (JAVA_DIR / "target" / "surefire-reports").glob("TEST-*.xml"):
-        suite = ET.parse(report).getroot()
+    for xml_report in (JAVA_DIR / "target" / "surefire-reports").glob("TEST-*.xml"):
+        suite = ET.parse(xml_report).getroot()
         assert suite.get("failures") == "0"
         assert suite.get("errors") == "0"
         assert suite.get("skipped") == "0"

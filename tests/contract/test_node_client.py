@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from tests.contract.conftest import REPO
+from tests.support.runner_summary import node_summary, report
 
 NODE_DIR = REPO / "clients" / "node"
 
@@ -26,6 +27,7 @@ def npm() -> str:
 def test_npm_test_passes(contract_env: dict[str, str]) -> None:
     proc = subprocess.run([npm(), "test"], cwd=NODE_DIR, env=contract_env, capture_output=True, text=True, timeout=280)
     print(proc.stdout[-4000:], proc.stderr[-4000:])
+    report("node --test", node_summary(proc.stdout))
     assert proc.returncode == 0, f"npm test failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
     assert re.search(r"^# pass [1-9]\d*$", proc.stdout, re.M), "node --test ran no test"
     assert re.search(r"^# fail 0$", proc.stdout, re.M)

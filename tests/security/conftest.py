@@ -1,4 +1,4 @@
-"""A secure in-process sidecar: the real servicer wiring (build_servicer) and TLS listener."""
+"""A secure in-process sidecar: the real wiring (build_servicer, build_authorizer) and TLS listener."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sidecar.redis_store.connection import connect
 from sidecar.redis_store.store import RedisStore
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
-from sidecar.transport.security import build_servicer
+from sidecar.transport.security import build_authorizer, build_servicer
 from sidecar.transport.server import build_server
 from tests.chaos.conftest import redis_factory  # noqa: F401 - shared fixture
 from tests.support.certs import CA
@@ -45,7 +45,9 @@ async def secure_sidecar(
 
     health = HealthMonitor(probe, 1.0)
     await health.start()
-    server, port = build_server(config, build_servicer(config, service, source), health.servicer)
+    server, port = build_server(
+        config, build_servicer(config, service), health.servicer, authorizer=build_authorizer(config, source)
+    )
     await server.start()
     try:
         yield Secure(port, f"127.0.0.1:{port}", service)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import grpc
@@ -9,12 +10,15 @@ import pytest
 
 from dedup.v1 import dedup_pb2 as pb
 from dedup.v1 import dedup_pb2_grpc
+from sidecar.domain.policy import BUILT_IN_POLICIES
 from sidecar.settings import Settings, SettingsError
+from sidecar.transport.security import build_authorizer
 from tests.security.conftest import Pki, secure_sidecar, tls_channel
 from tests.support.certs import CA
+from tests.support.inprocess import StaticPolicies
 from tests.support.redis_server import RedisProcess
 
-POLICIES = {"namespaces": {"a": {"allowed_identities": ["client-a"]}}}
+POLICIES = {"namespaces": {"a": {"allowed_identities": ["cn:client-a"]}}}
 
 
 async def _check(channel: grpc.aio.Channel, namespace: str = "a") -> grpc.StatusCode:
@@ -77,10 +81,27 @@ def test_plaintext_is_refused_on_a_non_loopback_address_unless_forced(tmp_path: 
     with pytest.raises(SettingsError, match="allow-insecure-listen"):
         Settings(listen="0.0.0.0:50051")
     assert Settings(listen="0.0.0.0:50051", allow_insecure_listen=True).allow_insecure_listen
-    assert Settings(listen="0.0.0.0:50051", tls_cert="c.pem", tls_key="k.pem").tls_cert
+    assert Settings(listen="0.0.0.0:50051", tls_cert="c.pem", tls_key="k.pem", tls_client_ca="ca.pem").tls_cert
     assert Settings(listen="127.0.0.1:50051").listen
     assert Settings(listen="", unix_socket=str(tmp_path / "s.sock")).unix_socket
     with pytest.raises(SettingsError, match="tls-key"):
         Settings(tls_cert="c.pem")
     with pytest.raises(SettingsError, match="tls-client-ca"):
         Settings(tls_cert="c.pem", tls_key="k.pem", tls_require_client_auth=True)
+
+
+def test_tls_on_a_non_loopback_address_needs_an_identity_source_or_allow_anonymous(tmp_path: Path) -> None:
+    tls = {"listen": "0.0.0.0:50051", "tls_cert": "c.pem", "tls_key": "k.pem"}
+    with pytest.raises(SettingsError, match="allow-anonymous"):
+        Settings(**tls)
+    assert Settings(**tls, tls_client_ca="ca.pem").tls_client_ca
+    assert Settings(**tls, auth_tokens_dir=str(tmp_path)).auth_tokens_dir
+    assert Settings(**tls, allow_anonymous=True).allow_anonymous
+    assert Settings(**{**tls, "listen": "127.0.0.1:50051"}).tls_cert  # loopback: no identities needed
+
+
+def test_allow_anonymous_is_said_in_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(listen="0.0.0.0:50051", tls_cert="c.pem", tls_key="k.pem", allow_anonymous=True)
+    with caplog.at_level(logging.WARNING, logger="dedup.security"):
+        build_authorizer(settings, StaticPolicies(BUILT_IN_POLICIES))
+    assert any("ANONYMOUS ACCESS" in r.getMessage() for r in caplog.records)

@@ -23,7 +23,7 @@ from tests.telemetry.scripted import (
     scripted_sequence,
 )
 
-# DESIGN §7 names as OTLP carries them: Prometheus adds `_total` to counters and `_seconds` for unit "s".
+# docs/contract.md §7 names as OTLP carries them: Prometheus adds `_total` to counters and `_seconds` for unit "s".
 EXPECTED_METRICS = {
     "dedup_decisions": ("sum", ""),
     "dedup_lease_lost": ("sum", ""),

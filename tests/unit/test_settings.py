@@ -44,3 +44,19 @@ def test_bad_settings_say_what_to_fix(env: dict[str, str], message: str) -> None
 
 def test_readme_settings_table_is_generated_from_the_code() -> None:
     assert settings_table() in README.read_text(), "run `make settings-table` and paste it into README.md"
+
+
+@pytest.mark.parametrize("prefix", ["{app}:", "app{", "app}:", "{"])
+def test_key_prefix_with_braces_is_refused(prefix: str) -> None:
+    """A hash tag in the prefix would put every record in one Cluster slot."""
+    with pytest.raises(SettingsError, match="one slot"):
+        Settings(key_prefix=prefix)
+
+
+def test_key_prefix_without_braces_is_accepted() -> None:
+    assert Settings(key_prefix="app:dedup:").key_prefix == "app:dedup:"
+
+
+def test_allow_anonymous_is_a_boolean_from_the_environment() -> None:
+    assert load_settings(environ={"DEDUP_ALLOW_ANONYMOUS": "false"}).allow_anonymous is False
+    assert load_settings(environ={"DEDUP_ALLOW_ANONYMOUS": "true"}).allow_anonymous is True

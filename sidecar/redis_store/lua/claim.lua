@@ -6,10 +6,9 @@
 --   fencing token, lease_expires_ms, retry_after_ms, first_seen_ms, age_ms, committed_ms,
 --   has_result, result, trace context of the original}; outcome 5 = over quota (nothing stored).
 -- ARGV ends with the quota trailer (prelude).
--- The token is the server time in microseconds: the key is absent when a lease is
--- granted, so the token must exceed every earlier holder's without reading one.
+-- KEYS end with one fence key per item (the token's high-water mark, next_token in the prelude).
 local reply = {now_ms}
-local items, admit = quota_gate()
+local items, admit = quota_gate(true)
 for i = 1, items do
   local base = (i - 1) * 5
   local key, lease = KEYS[i], tonumber(ARGV[base + 1])
@@ -18,8 +17,9 @@ for i = 1, items do
   if not record and not admit(i) then
     reply[i + 1] = {5, 0, 0, 0, 0, 0, 0, 0, '', ''}
   elseif not record then
-    save(key, {'P', now_us, now_ms, now_ms + lease, fingerprint, 0, '', trace, '', 0}, lease)
-    reply[i + 1] = {1, now_us, now_ms + lease, 0, now_ms, 0, 0, 0, '', ''}
+    local token = next_token(KEYS[#KEYS - items + i])
+    save(key, {'P', token, now_ms, now_ms + lease, fingerprint, 0, '', trace, '', 0}, lease)
+    reply[i + 1] = {1, token, now_ms + lease, 0, now_ms, 0, 0, 0, '', ''}
   elseif conflicts(record, fingerprint, ARGV[base + 2]) then
     reply[i + 1] = {4, 0, 0, 0, record[3], now_ms - record[3], 0, 0, '', record[8]}
   elseif record[1] == 'P' then

@@ -54,15 +54,29 @@ local function slide(key, record)
   if record[1] == 'D' and record[10] > 0 then redis.call('PEXPIRE', key, record[10]) end
 end
 
+-- Fencing tokens (ADR 0002): the server time in microseconds, but always above the
+-- high-water mark of the record's slot (a key per slot, KEYS after the quota counters),
+-- so a clock step back, a failover or a re-claim right after Release/Forget still gives
+-- a larger token.
+local function next_token(fence_key)
+  local token = now_us
+  local high = tonumber(redis.call('GET', fence_key) or '0')
+  if token <= high then token = high + 1 end
+  redis.call('SET', fence_key, string.format('%.0f', token))
+  return token
+end
+
 -- Quotas (check and claim only; ADR 0051). KEYS = the items' record keys, then Q quota
--- counter keys; ARGV ends with a trailer read from the back: Q pairs (limit, period_ms),
+-- counter keys (claim: then one fence key per item, `fenced`);
+-- ARGV ends with a trailer read from the back: Q pairs (limit, period_ms),
 -- then one quota number per item (0 = none, else 1..Q), then Q itself. With Q = 0 the
 -- trailer is the single '0'. Returns the number of items and admit(i), which counts a new
 -- record of item i against its quota (a fixed window per counter key) and says whether
 -- it may be written.
-local function quota_gate()
+local function quota_gate(fenced)
   local q = tonumber(ARGV[#ARGV])
   local items = #KEYS - q
+  if fenced then items = items / 2 end
   if q == 0 then return items, function() return true end end
   local index_base = #ARGV - 1 - items
   local param_base = index_base - 2 * q

@@ -23,7 +23,7 @@ import {
 
 /**
  * The dedup sidecar's API: "has this message ID been processed?", answered
- * atomically for any language. See docs/ and ../shared/DESIGN.md for the
+ * atomically for any language. See docs/contract.md for the product
  * contract; every field below is part of it.
  *
  * Conventions:
