@@ -25,13 +25,14 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 from redis.asyncio import RedisCluster
-from redis.asyncio.cluster import ClusterNode, PipelineCommand
+from redis.asyncio.cluster import ClusterNode
 from redis.commands.core import AsyncScript
 
 from sidecar.domain.errors import StoreError
 from sidecar.domain.store import ReplicaAcks, strictest
 from sidecar.redis_store.acks import AckMode, check_confirmed, wait_args
 from sidecar.redis_store.errors import to_store_error
+from sidecar.redis_store.redis_internals import PipelineCommand, follow_moved, mark_slot_map_stale, send_pipeline
 
 # Errors after which the client's slot map may be wrong: refresh it before the next batch.
 _STALE_MAP = (
@@ -83,7 +84,7 @@ async def run_per_node(client: RedisCluster, calls: Sequence[ScriptCall], mode: 
 
 
 def _mark_stale(client: RedisCluster) -> None:
-    client._initialize = True  # redis-py's own flag: the next initialize() re-reads CLUSTER SLOTS
+    mark_slot_map_stale(client)
 
 
 async def _round(
@@ -113,7 +114,7 @@ async def _round(
                 if await _load(node, call.script, loaded, call):
                     again.append(call)
             elif isinstance(reply, redis_errors.MovedError):
-                await client.nodes_manager.move_slot(reply)
+                await follow_moved(client, reply)
                 again.append(call)
             elif isinstance(reply, redis_errors.AskError):
                 call.ask = client.nodes_manager.get_node(host=reply.host, port=reply.port)
@@ -150,7 +151,7 @@ async def _send(client: RedisCluster, node: ClusterNode, calls: list[ScriptCall]
         wait = PipelineCommand(len(commands), *wait_args(mode, acks))
         commands.append(wait)
     try:
-        await node.execute_pipeline(commands)
+        await send_pipeline(node, commands)
     except Exception as err:  # nothing read: the scripts may or may not have run
         for call in calls:
             call.result = err
