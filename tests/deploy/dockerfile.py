@@ -105,8 +105,11 @@ def build_image_root(root: Path, build_args: dict[str, str] | None = None) -> Pa
                 if (REPO / source).is_dir():
                     shutil.copytree(REPO / source, target, dirs_exist_ok=True, ignore=_ignored)
                 else:
+                    if destination.endswith("/"):  # into a directory, as Docker does (made if missing)
+                        target.mkdir(parents=True, exist_ok=True)
+                        target = target / Path(source).name
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(REPO / source, target if not destination.endswith("/") else target / Path(source).name)
+                    shutil.copy2(REPO / source, target)
         elif keyword == "RUN":
             (root / "tmp").mkdir(exist_ok=True)
             command = mapped(args, root)
