@@ -47,13 +47,16 @@ class CA:
     def pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
-    def issue(self, common_name: str, *, server: bool = False, uri: str = "", expired: bool = False) -> Issued:
+    def issue(
+        self, common_name: str, *, server: bool = False, uri: str = "", dns: tuple[str, ...] = (), expired: bool = False
+    ) -> Issued:
         key = ec.generate_private_key(ec.SECP256R1())
         names: list[x509.GeneralName] = []
         if server:
             names += [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
         if uri:
             names.append(x509.UniformResourceIdentifier(uri))
+        names += [x509.DNSName(name) for name in dns]
         start = NOW - datetime.timedelta(days=10 if expired else 1)
         end = NOW - datetime.timedelta(days=1) if expired else NOW + datetime.timedelta(days=10)
         builder = (
