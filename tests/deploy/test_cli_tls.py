@@ -167,3 +167,30 @@ def test_usage_errors_exit_2_without_a_traceback(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert missing.stderr.startswith("error: cannot read the CA bundle (--tls-ca)"), missing.stderr
     assert "Traceback" not in half.stderr + name_only.stderr + missing.stderr
+
+
+def test_python_client_over_mtls_from_files_and_environment(mtls: Mtls) -> None:
+    from dedup_client import DedupClient, PermissionDeniedError
+    from dedup_client.results import CheckOutcome
+    from dedup_client.tls import ClientTls
+
+    tls = ClientTls(ca=mtls.ca, cert=mtls.cert, key=mtls.key, server_name="dedup-sidecar")
+    with DedupClient(mtls.target, credentials=tls.credentials(), options=tls.options(), transport="unary") as client:
+        assert client.check(NAMESPACE, "py-1").outcome is CheckOutcome.NEW
+        assert client.check(NAMESPACE, "py-1").outcome is CheckOutcome.DUPLICATE
+    env = {
+        "DEDUP_CLIENT_TLS_CA": str(mtls.ca),
+        "DEDUP_CLIENT_TLS_CERT": str(mtls.stranger_cert),
+        "DEDUP_CLIENT_TLS_KEY": str(mtls.stranger_key),
+        "DEDUP_CLIENT_SERVER_NAME": "dedup-sidecar",
+    }
+    stranger = ClientTls.from_env(env)
+    assert stranger.enabled
+    with (
+        DedupClient(mtls.target, credentials=stranger.credentials(), options=stranger.options()) as client,
+        pytest.raises(PermissionDeniedError),
+    ):
+        client.check(NAMESPACE, "py-2")
+    assert not ClientTls.from_env({}).enabled
+    with pytest.raises(ValueError, match="go together"):
+        ClientTls(cert=mtls.cert)
