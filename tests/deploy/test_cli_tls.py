@@ -19,6 +19,7 @@ from tests.support.sidecar_process import SidecarProcess
 
 IDENTITY = "spiffe://test.local/ns/dedup-example/sa/operator"
 NAMESPACE = "cli.orders"
+EXAMPLE_RUN = ("--unique", "5", "--redeliveries", "3")
 
 
 @dataclass(frozen=True)
@@ -194,3 +195,26 @@ def test_python_client_over_mtls_from_files_and_environment(mtls: Mtls) -> None:
     assert not ClientTls.from_env({}).enabled
     with pytest.raises(ValueError, match="go together"):
         ClientTls(cert=mtls.cert)
+
+
+def test_python_example_consumer_over_mtls_from_the_environment(mtls: Mtls) -> None:
+    from tests.deploy.manifests import REPO
+
+    env = {
+        "DEDUP_CLIENT_TLS_CA": str(mtls.ca),
+        "DEDUP_CLIENT_TLS_CERT": str(mtls.cert),
+        "DEDUP_CLIENT_TLS_KEY": str(mtls.key),
+        "DEDUP_CLIENT_SERVER_NAME": "dedup-sidecar",
+    }
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("DEDUP_")}
+    example = REPO / "clients" / "python" / "examples" / "consumer.py"
+    result = subprocess.run(
+        [sys.executable, str(example), "--target", mtls.target, "--namespace", NAMESPACE, *EXAMPLE_RUN],
+        env={**environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "processed=5 " in result.stdout
