@@ -5,23 +5,29 @@
 # Pin PYTHON_IMAGE by digest in your registry mirror for reproducible builds.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# ---- build: a virtualenv at /opt/dedup, from wheels only (no compiler anywhere) ----
+# ---- build: a virtualenv at /opt/dedup, from hashed, locked wheels only (no compiler anywhere) ----
 FROM ${PYTHON_IMAGE} AS build
 ARG EMBEDDED_STORE=false
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-RUN python -m venv /opt/dedup
+RUN python -m venv /opt/dedup \
+ && python -m venv /tmp/build
 WORKDIR /src
-# Dependency layer first: rebuilt only when the lock changes. Hashed and pinned (scripts/lock.sh):
-# pip refuses any file whose hash is not in the lock.
-COPY requirements/runtime.lock requirements/embedded.lock requirements/
-RUN lock=requirements/runtime.lock; [ "${EMBEDDED_STORE}" = true ] && lock=requirements/embedded.lock; \
-    /opt/dedup/bin/pip install --require-hashes --only-binary=:all: -r "$lock"
-# Then the generated stubs and the sidecar itself (pure Python; dependencies are already in).
-COPY proto/python proto/python
-RUN /opt/dedup/bin/pip install --no-deps ./proto/python
+# Dependency layer first: rebuilt only when a lock changes. Every file is checked against the
+# lock's hashes (requirements/*.lock, written by `make lock`), and nothing outside the lock is
+# installed. /tmp/build holds the locked build backend for the local packages below.
+COPY requirements/runtime.lock requirements/embedded.lock requirements/build.lock requirements/
+RUN /opt/dedup/bin/pip install --require-hashes --only-binary=:all: -r requirements/runtime.lock \
+ && if [ "${EMBEDDED_STORE}" = true ]; then \
+      /opt/dedup/bin/pip install --require-hashes --only-binary=:all: -r requirements/embedded.lock; \
+    fi \
+ && /tmp/build/bin/pip install --require-hashes --only-binary=:all: -r requirements/build.lock
+# Then the generated stubs and the sidecar itself (pure Python; dependencies are already in):
+# wheels built with the locked setuptools, installed with --no-deps.
 COPY pyproject.toml README.md ./
+COPY proto/python proto/python
 COPY sidecar sidecar
-RUN /opt/dedup/bin/pip install --no-deps . \
+RUN /tmp/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels ./proto/python . \
+ && /opt/dedup/bin/pip install --no-deps /tmp/wheels/*.whl \
  && /opt/dedup/bin/dedup-sidecar --version
 
 # ---- runtime: the same base, the venv, nothing else ----

@@ -13,6 +13,9 @@ run: ## run the sidecar (embedded store unless DEDUP_REDIS_URL is set)
 test: ## the whole check: install, generated-code drift, lint, types, tests
 	bash scripts/test.sh
 
+lock: ## rewrite requirements/*.lock (hashed pins) from the pyproject.toml files; UPGRADE=1 takes newer versions
+	$(VENV)/python scripts/lock.py $(if $(UPGRADE),--upgrade)
+
 gen: ## regenerate every generated file from proto/
 	PATH="$(CURDIR)/.venv/bin:$$PATH" bash scripts/gen.sh
 
@@ -34,10 +37,7 @@ image-lint: ## hadolint + Dockerfile checks (no Docker engine needed)
 deploy-validate: ## render deploy/ overlays, validate schemas and posture, start as the manifest says
 	$(VENV)/pytest -q tests/deploy
 
-lock: ## re-resolve the hashed dependency locks in requirements/ from pyproject.toml (pip-tools)
-	bash scripts/lock.sh
-
 settings-table: ## rewrite the README settings table from sidecar/settings.py
 	$(VENV)/python scripts/update-settings-table.py
 
-.PHONY: help install run test gen lint fmt typecheck bench image-lint deploy-validate settings-table lock
+.PHONY: help install run test lock gen lint fmt typecheck bench image-lint deploy-validate settings-table

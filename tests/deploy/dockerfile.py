@@ -108,6 +108,9 @@ def build_image_root(root: Path, build_args: dict[str, str] | None = None) -> Pa
                     target.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(REPO / source, target / Path(source).name)
                 else:
+                    if destination.endswith("/"):  # into a directory, as Docker does (made if missing)
+                        target.mkdir(parents=True, exist_ok=True)
+                        target = target / Path(source).name
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(REPO / source, target)
         elif keyword == "RUN":

@@ -1,11 +1,16 @@
 """Runs a rendered container spec on this machine as the kubelet would, minus the container runtime.
 
 The image's root is the directory `dockerfile.build_image_root` made; volumes are
-temporary directories (a ConfigMap laid out as the kubelet's atomic writer does:
-`..data` -> a timestamped directory, files symlinked through it); Secrets are
-resolved from a given mapping; container ports are mapped to free loopback ports
-(no network namespace here); the process runs as the securityContext's uid/gid
-with no_new_privs via util-linux `setpriv` when the test runs as root.
+temporary directories laid out as the kubelet's atomic writer does (`..data` -> a
+timestamped directory, files symlinked through it): ConfigMaps, and Secrets with their
+`defaultMode`, `items` and `optional`, root-owned with the pod's `fsGroup` as group (plus
+group read, as the kubelet's ownership step adds); `emptyDir`s can be shared between the
+pod's containers. Env: Secrets are resolved from a given mapping, the downward API's pod
+name and namespace filled in, `$(VAR)` expanded, and container paths rebased onto the
+volumes. Container ports are mapped to free loopback ports (no network namespace here);
+the process runs as the securityContext's uid/gid with the pod's `fsGroup` and
+`supplementalGroups` as supplementary groups and no_new_privs, via util-linux `setpriv`
+when the test runs as root.
 """
 
 from __future__ import annotations
@@ -22,45 +27,103 @@ from typing import Any
 from tests.deploy.dockerfile import env_pairs, exec_form, mapped, parse
 
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+POD_NAME = "example-consumer-5d9c7b8f4-x2x7q"
+POD_NAMESPACE = "dedup-example"
 
 
-def write_configmap_volume(directory: Path, data: Mapping[str, str], generation: int = 1) -> None:
-    """Lays `data` out like the kubelet: files -> ..data/<file>, ..data -> ..<generation>; swaps atomically."""
+def write_configmap_volume(
+    directory: Path, data: Mapping[str, str | bytes], generation: int = 1, mode: int = 0o644, group: int | None = None
+) -> None:
+    """Lays `data` out like the kubelet: files -> ..data/<file>, ..data -> ..<generation>; swaps atomically.
+
+    Files get `mode`, owned by root and by `group` (the pod's fsGroup) when given, as the kubelet's
+    volume ownership step leaves them (it adds group read, 0440, to read-only volumes' files)."""
     version = directory / f"..2025_01_01_00_00_0{generation}.000000000"
     version.mkdir()
     for name, content in data.items():
-        (version / name).write_text(content)
+        path = version / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        if os.geteuid() == 0:
+            os.chown(path, 0, 0 if group is None else group)
+        os.chmod(path, mode | (0o440 if group is not None else 0))
     os.chmod(version, 0o755)
     staged = directory / "..data_tmp"
     staged.symlink_to(version.name)
     staged.rename(directory / "..data")
     for name in data:
-        link = directory / name
+        top = name.split("/", 1)[0]
+        link = directory / top
         if not link.is_symlink():
-            link.symlink_to(f"..data/{name}")
+            link.symlink_to(f"..data/{top}")
+
+
+def _projected(volume: Mapping[str, Any], data: Mapping[str, str | bytes]) -> dict[str, str | bytes]:
+    """The files a Secret/ConfigMap volume shows: all keys, or only `items` (key -> path)."""
+    items = volume.get("items")
+    if not items:
+        return dict(data)
+    files: dict[str, str | bytes] = {}
+    for item in items:
+        if item["key"] in data:
+            files[item["path"]] = data[item["key"]]
+        else:
+            assert volume.get("optional"), f"key {item['key']} missing and the volume is not optional"
+    return files
 
 
 class Pod:
     """One container of a rendered pod spec, run as a local process."""
 
-    def __init__(self, image_root: Path, spec: dict[str, Any], container: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        image_root: Path,
+        spec: dict[str, Any],
+        container: dict[str, Any],
+        shared: Mapping[str, Path] | None = None,
+    ) -> None:
+        """`shared`: volume name -> directory of volumes another container of the pod already mounted."""
         self.image_root = image_root
         self.spec = spec
         self.container = container
         self.mounts: dict[str, Path] = {}
+        self.volumes: dict[str, Path] = dict(shared or {})
         self.ports: dict[int, int] = {}
         self._temp = Path(tempfile.mkdtemp(prefix="dedup-pod-"))
         os.chmod(self._temp, 0o755)
 
-    def mount_volumes(self, configmaps: Mapping[str, Mapping[str, str]]) -> None:
+    def fs_group(self) -> int | None:
+        group = (self.spec.get("securityContext") or {}).get("fsGroup")
+        return None if group is None else int(group)
+
+    def mount_volumes(
+        self,
+        configmaps: Mapping[str, Mapping[str, str]],
+        secrets: Mapping[str, Mapping[str, str | bytes]] | None = None,
+    ) -> None:
+        """Lays out every volume the container mounts, as the kubelet would (Secrets: `defaultMode`,
+        `items`, `optional`, and the pod's fsGroup as the files' group)."""
         uid, gid = self.user()
         volumes = {volume["name"]: volume for volume in self.spec.get("volumes") or []}
         for mount in self.container.get("volumeMounts") or []:
+            if mount["name"] in self.volumes:
+                self.mounts[mount["mountPath"]] = self.volumes[mount["name"]]
+                continue
             volume = volumes[mount["name"]]
             directory = self._temp / mount["name"]
             directory.mkdir(exist_ok=True)
             if "configMap" in volume:
                 write_configmap_volume(directory, configmaps[volume["configMap"]["name"]])
+                os.chmod(directory, 0o555)
+            elif "secret" in volume:
+                source = volume["secret"]
+                found = (secrets or {}).get(source["secretName"])
+                assert found is not None or source.get("optional"), f"Secret {source['secretName']} missing"
+                files = _projected(source, found or {})
+                write_configmap_volume(directory, files, mode=source.get("defaultMode", 0o644), group=self.fs_group())
                 os.chmod(directory, 0o555)
             elif "emptyDir" in volume:
                 if os.geteuid() == 0:
@@ -68,15 +131,17 @@ class Pod:
                 os.chmod(directory, 0o700)
             else:
                 raise NotImplementedError(f"volume type of {mount['name']}")
+            self.volumes[mount["name"]] = directory
             self.mounts[mount["mountPath"]] = directory
 
     def map_port(self, container_port: int, local_port: int) -> None:
         self.ports[container_port] = local_port
 
     def _rebase(self, value: str) -> str:
-        for mount_path, directory in sorted(self.mounts.items(), key=lambda item: -len(item[0])):
-            if value == mount_path or value.startswith(mount_path + "/"):
-                return str(directory) + value[len(mount_path) :]
+        """Container paths (anywhere in the value: `unix://...`, a URL's query) -> the mounted directories."""
+        if self.mounts:  # one pass, longest path first: a replaced path is never replaced again
+            paths = "|".join(re.escape(path) for path in sorted(self.mounts, key=len, reverse=True))
+            value = re.sub(rf"(?<![\w.-])({paths})(?=/|$|&)", lambda m: str(self.mounts[m.group(1)]), value)
         for container_port, local_port in self.ports.items():
             value = re.sub(rf":{container_port}$", f":{local_port}", value)
         return value
@@ -95,9 +160,14 @@ class Pod:
         for item in self.container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = self._rebase(item["value"])
-            else:
+            elif "secretKeyRef" in item["valueFrom"]:
                 ref = item["valueFrom"]["secretKeyRef"]
-                env[item["name"]] = secrets[(ref["name"], ref["key"])]
+                env[item["name"]] = self._rebase(secrets[(ref["name"], ref["key"])])
+            else:  # the downward API: this stand-in pod's name and namespace
+                field = item["valueFrom"]["fieldRef"]["fieldPath"]
+                env[item["name"]] = {"metadata.name": POD_NAME, "metadata.namespace": POD_NAMESPACE}[field]
+            # The kubelet expands $(VAR) from the variables defined before this one.
+            env[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), env[item["name"]])
         return env
 
     def argv(self, env: Mapping[str, str]) -> list[str]:
@@ -112,7 +182,11 @@ class Pod:
             uid, gid = self.user()
             setpriv = shutil.which("setpriv")
             assert setpriv, "util-linux setpriv is needed to drop root (apt-get install util-linux)"
-            argv = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs", *argv]
+            # The kubelet's supplementary groups: the pod's fsGroup and supplementalGroups.
+            pod = self.spec.get("securityContext") or {}
+            groups = [*([pod["fsGroup"]] if "fsGroup" in pod else []), *(pod.get("supplementalGroups") or [])]
+            group_flag = f"--groups={','.join(str(g) for g in groups)}" if groups else "--clear-groups"
+            argv = [setpriv, f"--reuid={uid}", f"--regid={gid}", group_flag, "--no-new-privs", *argv]
         return argv
 
     def start(self, secrets: Mapping[tuple[str, str], str], **popen: Any) -> subprocess.Popen[str]:
@@ -123,6 +197,7 @@ class Pod:
         return subprocess.Popen(self.argv(env), env=env, cwd=workdir, stdin=subprocess.DEVNULL, text=True, **popen)
 
     def close(self) -> None:
+        """Removes the volumes this container made (not the `shared` ones)."""
         for path in self._temp.rglob("*"):
             if path.is_dir() and not path.is_symlink():
                 os.chmod(path, 0o755)

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 
 from sidecar.domain.durations import parse_duration_ms
 from sidecar.settings import SETTINGS_FIELDS, env_name
@@ -137,7 +138,8 @@ def test_network_policy_and_disruption_budget_select_the_consumer(overlay: str) 
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     assert policy["spec"]["ingress"] == []
     egress_ports = {port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]}
-    assert egress_ports == {53, 6379}
+    # The Redis port: the dev Redis's 6379, or production's rediss:// on 6380 (docs/deploy.md's URL).
+    assert egress_ports == ({53, 6380} if overlay == "production" else {53, 6379})
     budget = find(objects, "PodDisruptionBudget", "example-consumer")
     assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
@@ -158,3 +160,48 @@ def test_dev_redis_is_safe_for_dedup_and_labelled() -> None:
     assert pairs["--maxmemory-policy"] == "noeviction"
     assert pairs["--appendonly"] == "yes"
     assert "dedup-redis" not in {obj["metadata"]["name"] for obj in render("production") if obj["kind"] == "Secret"}
+
+
+@pytest.mark.parametrize(("overlay", "workload"), POD_OBJECTS, ids=IDS)
+def test_secret_files_are_readable_by_the_containers_user(overlay: str, workload: dict[str, Any]) -> None:
+    """A Secret's files are root-owned: with a mode that others cannot read, the pod needs an fsGroup
+    (the kubelet makes it the files' group and adds group read) that its containers' users have."""
+    spec = pod_spec(workload)
+    for volume in spec.get("volumes") or []:
+        if "secret" not in volume:
+            continue
+        mode = volume["secret"].get("defaultMode", 0o644)
+        if mode & 0o004:
+            continue
+        fs_group = (spec.get("securityContext") or {}).get("fsGroup")
+        assert fs_group is not None, f"{overlay}: Secret volume {volume['name']} mode {mode:o} without fsGroup"
+        for container in containers(spec):
+            if any(m["name"] == volume["name"] for m in container.get("volumeMounts") or []):
+                assert _effective(container, spec, "runAsUser") != 0
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_client_ca_comes_with_allowed_identities(overlay: str) -> None:
+    """With a client CA, authorisation is deny-by-default: every namespace must allow someone."""
+    objects = render(overlay)
+    _, sidecar = sidecar_container(objects)
+    if not env_value(sidecar, "DEDUP_TLS_CLIENT_CA"):
+        return
+    policies = yaml.safe_load(find(objects, "ConfigMap", "dedup-policies")["data"]["policies.yaml"])
+    for name, policy in policies["namespaces"].items():
+        assert policy.get("allowed_identities"), f"{overlay}: namespace {name} allows no identity: all denied"
+        for identity in policy["allowed_identities"]:
+            # Identities carry their kind (docs/security.md): a URI as is, or dns:/cn:/token:/email:/ip:.
+            assert "://" in identity or identity.split(":", 1)[0] in {"dns", "cn", "token", "email", "ip", "uri"}
+
+
+def test_production_egress_matches_the_documented_redis_url() -> None:
+    docs = (REPO / "docs" / "deploy.md").read_text()
+    urls = re.findall(r"rediss://[^\s'`\"]+", docs)
+    assert urls, "docs/deploy.md names no rediss:// URL for production"
+    policy = find(render("production"), "NetworkPolicy", "example-consumer")
+    ports = {port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]}
+    for url in urls:
+        port = re.search(r"@[^/:]+:(\d+)/", url)
+        assert port, url
+        assert int(port.group(1)) in ports, f"{url}: port not allowed by the production egress {ports}"

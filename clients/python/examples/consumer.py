@@ -3,6 +3,9 @@ by the sidecar with the effectively-once helper.
 
     python clients/python/examples/consumer.py --target 127.0.0.1:50051
 
+Against a sidecar serving TLS/mTLS, set the CLI's variables (DEDUP_CLIENT_TLS_CA,
+DEDUP_CLIENT_TLS_CERT, DEDUP_CLIENT_TLS_KEY, DEDUP_CLIENT_SERVER_NAME; dedup_client.tls).
+
 It publishes --unique messages, then redelivers a share of them (--redeliveries), and one
 handler fails once so its message is nacked, released and processed on redelivery.
 Prints how many were processed and how many duplicates were skipped; processed == unique.
@@ -17,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 
 from dedup_client import Action, DedupClient, DedupError, EffectivelyOnce, Lease, Status
+from dedup_client.tls import ClientTls
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,9 @@ def main() -> int:
     effects: collections.Counter[str] = collections.Counter()
     counts: collections.Counter[str] = collections.Counter()
 
-    with DedupClient(args.target) as client:
+    tls = ClientTls.from_env()  # plaintext unless DEDUP_CLIENT_TLS_* are set
+    credentials = tls.credentials() if tls.enabled else None
+    with DedupClient(args.target, credentials=credentials, options=tls.options()) as client:
         once = EffectivelyOnce(client, args.namespace, lease_ms=10_000, encode=str.encode)
 
         def handle(message: Message, lease: Lease) -> str:
