@@ -30,6 +30,7 @@ EXPECTED_METRICS = {
     "dedup_duplicate_age": ("histogram", "s"),
     "dedup_window": ("gauge", "s"),
     "dedup_rpc_duration": ("histogram", "s"),
+    "dedup_claim_waiters": ("gauge", ""),  # exported always; nobody waits in the sequence
 }
 
 
