@@ -95,13 +95,14 @@ class KafkaProcess:
         self._write_config()
         cluster_id = self._java("kafka.tools.StorageTool", "random-uuid", timeout_s=60).stdout.strip().splitlines()[-1]
         self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties), timeout_s=90)
+        command = [
+            "java", "-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j2.configurationFile={self.dir / 'log4j2.yaml'}",
+            "-cp", f"{LIBS}/*", "kafka.Kafka", str(self.properties),
+        ]  # fmt: skip
         with open(self.dir / "stdout.log", "ab") as out:
             self.server = subprocess.Popen(
-                [
-                    "java", "-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                    f"-Dlog4j2.configurationFile={self.dir / 'log4j2.yaml'}",
-                    "-cp", f"{LIBS}/*", "kafka.Kafka", str(self.properties),
-                ],  # fmt: skip
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
