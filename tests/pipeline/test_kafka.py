@@ -138,6 +138,7 @@ def test_kafka_read_process_write_under_chaos(services: tuple[KafkaProcess, Post
     wrong_output = [r["id"] for r in out if json.dumps(r["value"], sort_keys=True) != _canon(outputs.get(r["id"]))]
     flat = [e for entries in events.values() for e in entries]
     re_emitted = _re_emissions(flat)
+    absorbed = sum(1 for e in flat if e["e"] == "tx" and not e["first"])
     skipped = sum(1 for e in flat if e["e"] == "skip")
     aborted = sum(1 for e in flat if e["e"] == "txn" and not e["committed"])
     print(published.stdout.strip())
@@ -145,7 +146,8 @@ def test_kafka_read_process_write_under_chaos(services: tuple[KafkaProcess, Post
         f"kafka: messages={MESSAGES} lost={len(report.lost)} transactional_duplicates="
         f"{sum(report.tx_duplicates.values())} out_records={len(out)} out_missing={len(missing_out)} "
         f"out_duplicates={sum(duplicate_out.values())} re_emitted_from_stored_result={re_emitted} "
-        f"duplicates_skipped={skipped} aborted_transactions={aborted} chaos: "
+        f"duplicates_skipped={skipped} handler_reruns_absorbed_by_sink={absorbed} "
+        f"aborted_transactions={aborted} chaos: "
         + ", ".join(f"{k}={n}" for k, n in sorted(report.chaos.items()))
         + f", consumer_restarts={consumers.restarts}"
     )
