@@ -56,9 +56,10 @@ class ClaimWaiting:
                 if waiter is not None and index not in waits:
                     self._waiters.unregister(waiter)
             if waits:
-                ended = await asyncio.gather(*waits.values())
-                for index, result in zip(waits, ended, strict=True):
-                    results[index] = result
+                async with asyncio.TaskGroup() as group:  # a failure or a cancellation ends every wait
+                    tasks = {index: group.create_task(wait) for index, wait in waits.items()}
+                for index, task in tasks.items():
+                    results[index] = task.result()
             return results
         finally:
             for waiter in registered:

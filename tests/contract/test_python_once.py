@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from dedup_client import (
@@ -16,13 +18,17 @@ from dedup_client import (
     ClaimOutcome,
     DedupClient,
     EffectivelyOnce,
+    InvalidArgumentError,
     Lease,
     LeaseLostError,
     RecordState,
     Status,
+    UnavailableError,
 )
+from dedup_client.sinks import SQLITE_APPLIED_DDL, mark_applied
 
 from tests.contract.conftest import Harness
+from tests.contract.python_driver import cut
 
 NS = "contract"
 
@@ -186,8 +192,11 @@ def test_renewal_notices_a_lost_lease(client: DedupClient) -> None:
     id = fresh_id()
     with once.attempt(id) as attempt:
         assert attempt.acquired
+        assert attempt.lease is not None
+        assert not attempt.lease.wait_lost(timeout=0.05)  # still held
         client.forget(NS, id)  # an operator deletes the record under the holder
-        wait_until(lambda: attempt.lease_lost)
+        assert attempt.lease.wait_lost(timeout=5)  # the next renewal finds it gone
+        assert attempt.lease_lost
     assert attempt.outcome.status is Status.PROCESSED  # the record was absent: re-claimed and committed
 
 
@@ -282,3 +291,102 @@ def test_unix_socket_target(contract_harness: Harness) -> None:
 async def test_asyncio_unix_socket_target(contract_harness: Harness) -> None:
     async with AsyncDedupClient(contract_harness.unix_target.removeprefix("unix:")) as client:  # bare path works too
         assert (await client.claim(NS, fresh_id())).acquired
+
+
+def test_transactional_sink_applies_once_across_a_lost_commit(client: DedupClient, tmp_path: Path) -> None:
+    """The effect and its dedup_applied row in one transaction: a redelivery after a lost record skips it."""
+    db = sqlite3.connect(tmp_path / "sink.db")
+    db.execute(SQLITE_APPLIED_DDL)
+    db.execute("CREATE TABLE ledger (id TEXT NOT NULL)")
+    once = EffectivelyOnce(client, NS)
+    id = fresh_id()
+
+    def handler(lease: Lease) -> bool:
+        with db:
+            cur = db.cursor()
+            first = mark_applied(cur, NS, id, lease, paramstyle="qmark")
+            if first:
+                cur.execute("INSERT INTO ledger VALUES (?)", (id,))
+        return first
+
+    assert once.run(id, handler).value is True
+    client.forget(NS, id)  # the dedup record is gone (e.g. a store without persistence restarted)
+    again = once.run(id, handler)
+    assert again.status is Status.PROCESSED
+    assert again.value is False  # the sink said: applied already
+    assert db.execute("SELECT count(*) FROM ledger").fetchone() == (1,)
+    db.close()
+
+
+def test_unreachable_past_the_lease_raises_commit_not_recorded(contract_harness: Harness) -> None:
+    """Commit is retried for the lease's life; when the lease is over and a last re-claim fails: UnavailableError."""
+    id = fresh_id()
+    with DedupClient(contract_harness.toggle_target) as client:
+        once = EffectivelyOnce(client, NS, lease_ms=1_000)
+        started = time.monotonic()
+        try:
+            with pytest.raises(UnavailableError, match="commit not recorded"):
+                once.run(id, lambda lease: cut(contract_harness.toggle_control, 6_000))
+        finally:
+            cut(contract_harness.toggle_control, 0)  # ends the outage for the next test
+        assert time.monotonic() - started >= 0.9  # it kept trying while the lease lasted
+    with DedupClient(contract_harness.target) as direct:
+        wait_until(lambda: direct.inspect(NS, id).state is RecordState.ABSENT)  # not released: it expired
+
+
+def test_no_heartbeat_outlives_a_failing_handler(client: DedupClient) -> None:
+    before = set(threading.enumerate())
+
+    def failing(lease: Lease) -> None:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        EffectivelyOnce(client, NS, renew_every_ms=5).run(fresh_id(), failing)
+    assert not [t for t in set(threading.enumerate()) - before if t.name == "dedup-renew"]
+
+
+async def test_asyncio_lease_sees_loss_and_ensure_fails(contract_harness: Harness) -> None:
+    import asyncio
+
+    async with AsyncDedupClient(contract_harness.target) as client:
+        once = AsyncEffectivelyOnce(client, NS, lease_ms=5_000, renew_every_ms=30)
+        id = fresh_id()
+        seen: list[bool] = []
+
+        async def handler(lease: AsyncLease) -> None:
+            await lease.ensure()
+            seen.append(lease.lost)
+            await client.forget(NS, id)
+            await asyncio.wait_for(lease.wait_lost(), 5)  # the heartbeat notices
+            seen.append(lease.lost)
+            with pytest.raises(LeaseLostError):
+                await lease.ensure()
+
+        assert (await once.run(id, handler)).status is Status.PROCESSED  # absent: re-claimed and committed
+        assert seen == [False, True]
+
+        async def failing(lease: AsyncLease) -> None:
+            raise KeyError("boom")
+
+        with pytest.raises(KeyError):
+            await once.run(fresh_id(), failing)
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "dedup-renew"]
+
+
+async def test_one_callers_bad_input_does_not_fail_coalesced_neighbours(contract_harness: Harness) -> None:
+    """The sidecar refuses a batch with one bad item as a whole; the stream re-sends the calls one by one."""
+    import asyncio
+
+    async with AsyncDedupClient(contract_harness.target) as client:
+        await client.check(NS, fresh_id())  # the stream is open
+        good = [fresh_id() for _ in range(5)]
+        results = await asyncio.gather(
+            *(client.claim(NS, id) for id in good[:2]),
+            client.claim(NS, ""),
+            *(client.claim(NS, id) for id in good[2:]),
+            return_exceptions=True,
+        )
+    bad = results.pop(2)
+    assert isinstance(bad, InvalidArgumentError)
+    assert [v.field for v in bad.field_violations] == ["id"]
+    assert all(getattr(r, "acquired", False) for r in results), results

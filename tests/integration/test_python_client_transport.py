@@ -200,6 +200,7 @@ class StreamScript(Scripted):
 
     id "hold": the answer waits until `hold` is set (then ACQUIRED, token 99).
     id "break": the stream fails with UNAVAILABLE (the connection dropped).
+    an empty id: the message (a whole batch) is answered with an INVALID_ARGUMENT error.
     namespace "bad": the message is answered with an INVALID_ARGUMENT error.
     """
 
@@ -231,13 +232,21 @@ class StreamScript(Scripted):
     def Stream(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
         with self.lock:
             self.streams += 1
+            self.metadata.append({k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
         for m in request_iterator:
             kind = m.WhichOneof("request")
             body = getattr(m, kind)
             with self.lock:
                 self.kinds.append(kind)
             out = pb.StreamResponse(correlation_id=m.correlation_id)
-            if kind.endswith("_batch"):
+            empty = [n for n, item in enumerate(getattr(body, "items", [body])) if not item.id]
+            if empty:  # like the sidecar: a batch is validated as a whole before anything runs
+                out.error.code = code_pb2.INVALID_ARGUMENT
+                out.error.message = "empty id"
+                out.error.field_violations.add(
+                    field=f"items[{empty[0]}].id" if kind.endswith("_batch") else "id", description="empty"
+                )
+            elif kind.endswith("_batch"):
                 with self.lock:
                     self.batch_sizes.append(len(body.items))
                 single = kind.removesuffix("_batch")
@@ -391,3 +400,31 @@ def test_closing_the_client_leaves_no_stream_threads(scripted_stream: tuple[Stre
         with DedupClient(target) as client:
             client.check("ns", "x")
     assert not [t for t in threading.enumerate() if t.name == "dedup-stream"]
+
+
+def test_the_stream_carries_static_metadata_not_one_call_s_trace(scripted_stream: tuple[StreamScript, str]) -> None:
+    """One stream serves many traces: its messages must not claim the trace of the call that opened it."""
+    servicer, target = scripted_stream
+    tracer = TracerProvider().get_tracer("test")
+    with (
+        DedupClient(target, metadata=[("authorization", "Bearer t0k")]) as client,
+        tracer.start_as_current_span("consume"),
+    ):
+        client.check("ns", "id")
+    assert servicer.metadata[-1]["authorization"] == "Bearer t0k"
+    assert "traceparent" not in servicer.metadata[-1]
+
+
+async def test_a_batch_refused_as_a_whole_is_resent_call_by_call(scripted_stream: tuple[StreamScript, str]) -> None:
+    """One caller's bad input must not fail the other callers coalesced with it."""
+    servicer, target = scripted_stream
+    async with AsyncDedupClient(target) as client:
+        await client.check("ns", "warm-up")
+        results = await asyncio.gather(
+            client.check("ns", "a"), client.check("ns", ""), client.check("ns", "b"), return_exceptions=True
+        )
+    assert [type(r).__name__ for r in results] == ["CheckResult", "InvalidArgumentError", "CheckResult"]
+    bad = results[1]
+    assert isinstance(bad, InvalidArgumentError)
+    assert [v.field for v in bad.field_violations] == ["id"]  # as the unary call would say
+    assert servicer.kinds == ["check", "check_batch", "check", "check", "check"]

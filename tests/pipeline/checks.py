@@ -159,8 +159,7 @@ def pause_story(events: dict[str, list[dict[str, Any]]], chaos: list[dict[str, A
     lines = []
     for stop in (c for c in chaos if c["kind"] == "consumer_sigstop"):
         mine = [e for e in events.get(stop["consumer"], []) if e.get("id") == stop["id"] and e["t"] >= stop["t"] - 1]
-        steps = ", ".join(e["e"] + (f"={e.get('status') or e.get('kind')}" if e["e"] in ("outcome", "error") else "")
-                          for e in mine)  # fmt: skip
+        steps = ", ".join(_step(e) for e in mine)
         applied = [r for r in tx_rows if r.id == stop["id"]]
         by = f"{applied[0].consumer} (token {applied[0].token})" if applied else "nobody"
         lines.append(
@@ -168,3 +167,15 @@ def pause_story(events: dict[str, list[dict[str, Any]]], chaos: list[dict[str, A
             f"transactional effect by {by}"
         )
     return lines
+
+
+def _step(event: dict[str, Any]) -> str:
+    """One consumer step for a summary line: `fenced=refused`, `outcome=LEASE_LOST`, `error=...`."""
+    name = event["e"]
+    if name in ("outcome", "error"):
+        return f"{name}={event.get('status') or event.get('kind')}"
+    if name == "fenced":
+        return "fenced=written" if event.get("ok") else "fenced=refused"
+    if name == "tx":
+        return "tx=applied" if event.get("first") else "tx=already-applied"
+    return str(name)

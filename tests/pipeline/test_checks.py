@@ -86,5 +86,5 @@ def test_the_pause_story_names_the_steps_and_who_applied() -> None:
     }
     chaos = [{"kind": "consumer_sigstop", "consumer": "py0.1", "id": "a", "token": 1, "t": 1.01}]
     [line] = pause_story(events, chaos, [Row(5, "a", 2, "go1.1")])
-    assert "claimed, tx, error=LeaseLostError" in line
+    assert "claimed, tx=already-applied, error=LeaseLostError" in line
     assert "transactional effect by go1.1 (token 2)" in line

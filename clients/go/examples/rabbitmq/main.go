@@ -136,7 +136,11 @@ func (c *consumer) handle(ctx context.Context, d amqp.Delivery) error {
 		return nil, c.apply(ctx, orderID, l)
 	}, dedup.OnceLease(leaseLength))
 	if err != nil { // released (handler error) or the sidecar unreachable: the redelivery decides
-		c.ev.log("error", map[string]any{"id": orderID, "kind": fmt.Sprintf("%T", err), "msg": err.Error()})
+		kind := fmt.Sprintf("%T", err)
+		if errors.Is(err, dedup.ErrLeaseLost) {
+			kind = "ErrLeaseLost"
+		}
+		c.ev.log("error", map[string]any{"id": orderID, "kind": kind, "msg": err.Error()})
 		time.Sleep(retryPause)
 		return d.Nack(false, true)
 	}

@@ -79,7 +79,7 @@ class DedupClient:
         self._retry = retry or RetryPolicy()
         self._metadata = tuple(metadata)
         self._wait_for_ready = wait_for_ready
-        self._stream = SyncStream(self._stub, self._call_metadata, wait_for_ready) if transport == "stream" else None
+        self._stream = SyncStream(self._stub, self._metadata, wait_for_ready) if transport == "stream" else None
 
     @property
     def transport(self) -> Transport:

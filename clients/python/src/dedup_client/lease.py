@@ -86,10 +86,10 @@ class Lease(_LeaseBase):
         self._client = client
         self._gone = threading.Event()
 
-    def renew(self) -> bool:
+    def renew(self, *, timeout: float | None = None) -> bool:
         """One Renew; True while the lease is held. Errors (UnavailableError ...) propagate."""
         sent_at = time.monotonic()
-        result = self._client.renew(self.namespace, self.id, self.token, lease_ms=self.lease_ms)
+        result = self._client.renew(self.namespace, self.id, self.token, lease_ms=self.lease_ms, timeout=timeout)
         return self._record(result.outcome, sent_at)
 
     def ensure(self) -> None:
@@ -133,10 +133,12 @@ class AsyncLease(_LeaseBase):
         self._client = client
         self._gone = asyncio.Event()
 
-    async def renew(self) -> bool:
-        """One Renew; True while the lease is held. Errors (UnavailableError ...) propagate."""
+    async def renew(self, *, call_timeout: float | None = None) -> bool:
+        """One Renew (deadline `call_timeout` s); True while the lease is held. Errors propagate."""
         sent_at = time.monotonic()
-        result = await self._client.renew(self.namespace, self.id, self.token, lease_ms=self.lease_ms)
+        result = await self._client.renew(
+            self.namespace, self.id, self.token, lease_ms=self.lease_ms, timeout=call_timeout
+        )
         return self._record(result.outcome, sent_at)
 
     async def ensure(self) -> None:

@@ -65,6 +65,8 @@ class _Heartbeat:
     def __init__(self, lease: Lease, interval_s: float) -> None:
         self._lease = lease
         self._interval_s = interval_s
+        # a renewal that hangs (a frozen sidecar) must not hold up the next one, nor stop()
+        self._renew_timeout_s = max(0.5, min(interval_s, 5.0))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dedup-renew", daemon=True)
         self._thread.start()
@@ -72,7 +74,7 @@ class _Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
             try:
-                if not self._lease.renew():
+                if not self._lease.renew(timeout=self._renew_timeout_s):
                     return
             except DedupError as err:  # keep trying until the lease ends; the commit will tell
                 log.warning("dedup: lease renewal failed: %s", err)

@@ -50,13 +50,15 @@ class _AsyncHeartbeat:
     def __init__(self, lease: AsyncLease, interval_s: float) -> None:
         self._lease = lease
         self._interval_s = interval_s
+        # a renewal that hangs (a frozen sidecar) must not hold up the next one, nor stop()
+        self._renew_timeout_s = max(0.5, min(interval_s, 5.0))
         self._task = asyncio.create_task(self._run(), name="dedup-renew")
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)  # the heartbeat period
             try:
-                if not await self._lease.renew():
+                if not await self._lease.renew(call_timeout=self._renew_timeout_s):
                     return
             except DedupError as err:
                 log.warning("dedup: lease renewal failed: %s", err)

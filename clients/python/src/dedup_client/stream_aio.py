@@ -23,8 +23,6 @@ from dedup.v1 import dedup_pb2_grpc
 from dedup_client.errors import DedupError, make_error
 from dedup_client.streaming import Answer, Framer, Pending, release_request, stream_failure
 
-Metadata = Callable[[], Sequence[tuple[str, str]]]
-
 
 class _Session:
     """One open Stream: a queue of calls to send, a writer and a reader task."""
@@ -40,7 +38,7 @@ class _Session:
         self._on_refused = on_refused
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
         self.broken = False
-        self._framer = Framer(on_orphan)
+        self._framer = Framer(on_orphan, self._resend)
         open_stream: Any = stub.Stream  # called without a request iterator: written with write()
         self._call: Any = open_stream(metadata=tuple(metadata), wait_for_ready=wait_for_ready)
         self._writer = asyncio.create_task(self._write(), name="dedup-stream-writer")
@@ -51,6 +49,11 @@ class _Session:
             return False
         self._queue.put_nowait(call)
         return True
+
+    def _resend(self, calls: list[Pending]) -> None:
+        for call in calls:
+            if not self.submit(call):
+                call.settle(make_error(grpc.StatusCode.UNAVAILABLE, "stream broken"))
 
     async def _write(self) -> None:
         try:
@@ -101,9 +104,14 @@ class _Session:
 
 
 class AioStream:
-    """The client's stream, opened lazily (inside the running loop) and reopened after a break."""
+    """The client's stream, opened lazily (inside the running loop) and reopened after a break.
 
-    def __init__(self, stub: dedup_pb2_grpc.DedupStub, metadata: Metadata, wait_for_ready: bool) -> None:
+    It carries the client's static `metadata` only (see stream_sync.SyncStream).
+    """
+
+    def __init__(
+        self, stub: dedup_pb2_grpc.DedupStub, metadata: Sequence[tuple[str, str]], wait_for_ready: bool
+    ) -> None:
         self._stub = stub
         self._metadata = metadata
         self._wait_for_ready = wait_for_ready
@@ -141,7 +149,7 @@ class AioStream:
             session = self._session
             if session is None or session.broken:  # a broken session's tasks end by themselves
                 session = self._session = _Session(
-                    self._stub, self._metadata(), self._wait_for_ready, self._release_orphan, self._refused
+                    self._stub, self._metadata, self._wait_for_ready, self._release_orphan, self._refused
                 )
             if session.submit(call):
                 return

@@ -24,8 +24,6 @@ from dedup.v1 import dedup_pb2_grpc
 from dedup_client.errors import DedupError, make_error
 from dedup_client.streaming import Answer, Framer, Pending, release_request, stream_failure
 
-Metadata = Callable[[], Sequence[tuple[str, str]]]
-
 
 class _Session:
     """One open Stream: a queue of calls to send, a reader thread for the answers."""
@@ -42,7 +40,7 @@ class _Session:
         self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self.broken = False
-        self._framer = Framer(on_orphan)
+        self._framer = Framer(on_orphan, self._resend)
         self._call: Any = stub.Stream(self._requests(), metadata=tuple(metadata), wait_for_ready=wait_for_ready)
         self._reader = threading.Thread(target=self._read, name="dedup-stream", daemon=True)
         self._reader.start()
@@ -54,6 +52,11 @@ class _Session:
                 return False
             self._queue.put(call)
             return True
+
+    def _resend(self, calls: list[Pending]) -> None:
+        for call in calls:
+            if not self.submit(call):
+                call.settle(make_error(grpc.StatusCode.UNAVAILABLE, "stream broken"))
 
     def _requests(self) -> Iterator[pb.StreamRequest]:
         while True:
@@ -98,9 +101,15 @@ class _Session:
 
 
 class SyncStream:
-    """The client's stream, opened lazily and reopened after a break. Thread-safe."""
+    """The client's stream, opened lazily and reopened after a break. Thread-safe.
 
-    def __init__(self, stub: dedup_pb2_grpc.DedupStub, metadata: Metadata, wait_for_ready: bool) -> None:
+    The stream carries the client's static `metadata` only, never the caller's trace
+    context: one stream serves every trace (use transport="unary" to continue traces per call).
+    """
+
+    def __init__(
+        self, stub: dedup_pb2_grpc.DedupStub, metadata: Sequence[tuple[str, str]], wait_for_ready: bool
+    ) -> None:
         self._stub = stub
         self._metadata = metadata
         self._wait_for_ready = wait_for_ready
@@ -140,7 +149,7 @@ class SyncStream:
                 session = self._session
                 if session is None or session.broken:
                     session = self._session = _Session(
-                        self._stub, self._metadata(), self._wait_for_ready, self._release_orphan, self._refused
+                        self._stub, self._metadata, self._wait_for_ready, self._release_orphan, self._refused
                     )
             if session.submit(call):
                 return

@@ -4,7 +4,9 @@ Calls waiting to be sent become `StreamRequest`s with fresh correlation ids;
 pending calls of the same kind and namespace are coalesced into one batch
 message (CheckBatch, ClaimBatch, CommitBatch; up to MAX_COALESCED items), and
 every `StreamResponse` is routed back to the calls it answers. A Claim that
-waits (wait_ms > 0) is never coalesced: it is sent on its own.
+waits (wait_ms > 0) is never coalesced: it is sent on its own. A batch refused
+as a whole (INVALID_ARGUMENT: the sidecar validates every item before running
+any) is re-sent as single messages, so each caller gets its own answer.
 
 Each call is a `Pending`, settled exactly once: by its answer, by the stream's
 failure, or abandoned by its caller (deadline, cancellation). A late ACQUIRED
@@ -27,6 +29,7 @@ from dedup_client.errors import DedupError, FieldViolation, code_from_number, ma
 MAX_COALESCED = 100
 STREAM_KINDS = {"Check": "check", "Claim": "claim", "Commit": "commit", "Release": "release", "Renew": "renew"}
 _BATCH_OF = {"check": "check_batch", "claim": "claim_batch", "commit": "commit_batch"}
+_INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 
 Answer = Message | DedupError
 
@@ -40,11 +43,12 @@ def item_error(err: pb.ItemError) -> DedupError:
 class Pending:
     """One call on the stream, settled once (answer, failure) or abandoned by its caller."""
 
-    __slots__ = ("_deliver", "_lock", "_state", "kind", "request")
+    __slots__ = ("_deliver", "_lock", "_state", "alone", "kind", "request")
 
     def __init__(self, kind: str, request: Any, deliver: Callable[[Answer], None]) -> None:
         self.kind = kind
         self.request = request
+        self.alone = False  # never coalesced (set when its batch was refused as a whole)
         self._deliver = deliver
         self._lock = threading.Lock()
         self._state = "pending"
@@ -55,7 +59,9 @@ class Pending:
 
     @property
     def coalescible(self) -> bool:
-        return self.kind in _BATCH_OF and not (self.kind == "claim" and self.request.wait_ms)
+        if self.alone or self.kind not in _BATCH_OF:
+            return False
+        return not (self.kind == "claim" and self.request.wait_ms)
 
     def settle(self, answer: Answer) -> bool:
         """Delivers `answer` unless the call was settled or abandoned already."""
@@ -95,8 +101,13 @@ def _answers(calls: list[Pending], response: pb.StreamResponse) -> list[Answer]:
 class Framer:
     """Correlation ids, coalescing and routing for one stream. Thread-safe."""
 
-    def __init__(self, on_orphan: Callable[[pb.ClaimRequest, int], None]) -> None:
+    def __init__(
+        self,
+        on_orphan: Callable[[pb.ClaimRequest, int], None],
+        resend: Callable[[list[Pending]], None],
+    ) -> None:
         self._on_orphan = on_orphan
+        self._resend = resend
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._inflight: dict[int, list[Pending]] = {}
@@ -133,6 +144,14 @@ class Framer:
         with self._lock:
             calls = self._inflight.pop(response.correlation_id, None)
         if not calls:
+            return
+        if len(calls) > 1 and response.WhichOneof("response") == "error" and response.error.code == _INVALID_ARGUMENT:
+            # The sidecar validates a batch as a whole: one caller's bad input refused the
+            # message and ran nothing. Send each call on its own, to get its own answer.
+            alone = [call for call in calls if call.live]
+            for call in alone:
+                call.alone = True
+            self._resend(alone)
             return
         for call, answer in zip(calls, _answers(calls, response), strict=True):
             if call.settle(answer):
