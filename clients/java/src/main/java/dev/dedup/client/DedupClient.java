@@ -19,6 +19,7 @@ import dev.dedup.v1.ReleaseRequest;
 import dev.dedup.v1.ReleaseResponse;
 import dev.dedup.v1.RenewRequest;
 import dev.dedup.v1.RenewResponse;
+import dev.dedup.v1.StreamRequest;
 import io.grpc.ChannelCredentials;
 import io.grpc.Deadline;
 import io.grpc.Grpc;
@@ -29,12 +30,14 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import java.util.function.Function;
 
 /**
  * The dedup sidecar's verbs (check, claim, commit, release, renew, inspect, forget, batches), as
  * blocking calls with a deadline on every call, retries only where safe ({@link RetryPolicy}), and
  * the caller's W3C trace context on every request. Thread-safe; share one per process.
+ *
+ * <p>Check, Claim, Commit, Release and Renew travel over one multiplexed {@code Stream} by default
+ * ({@link Transport#STREAM}); {@code .transport(Transport.UNARY)} sends one RPC per call.
  *
  * <p>Requests and responses are the generated {@code dev.dedup.v1} messages; the overloads taking
  * strings build the common requests.
@@ -42,14 +45,20 @@ import java.util.function.Function;
 public final class DedupClient implements AutoCloseable {
   private final ManagedChannel channel;
   private final DedupGrpc.DedupBlockingStub stub;
+  private final StreamMux mux; // null: unary transport
   private final Duration deadline;
   private final RetryPolicy retry;
+
+  /** How much of a call's remaining deadline a Claim's wait_ms leaves for the answer to travel. */
+  static final long WAIT_MARGIN_MS = 100;
 
   private DedupClient(Builder b) {
     this.channel = Grpc.newChannelBuilder(b.target, b.credentials).intercept(new TracePropagation()).build();
     this.channel.getState(true); // start connecting now, not on the first call
     DedupGrpc.DedupBlockingStub blocking = DedupGrpc.newBlockingStub(channel);
     this.stub = b.waitForReady ? blocking.withWaitForReady() : blocking;
+    DedupGrpc.DedupStub async = DedupGrpc.newStub(channel);
+    this.mux = b.transport == Transport.STREAM ? new StreamMux(b.waitForReady ? async.withWaitForReady() : async) : null;
     this.deadline = b.deadline;
     this.retry = b.retry;
   }
@@ -66,6 +75,7 @@ public final class DedupClient implements AutoCloseable {
     private Duration deadline = Duration.ofSeconds(5);
     private RetryPolicy retry = RetryPolicy.defaults();
     private boolean waitForReady;
+    private Transport transport = Transport.STREAM;
 
     private Builder(String target) {
       this.target = target;
@@ -98,6 +108,15 @@ public final class DedupClient implements AutoCloseable {
       return this;
     }
 
+    /**
+     * {@link Transport#STREAM} (default): Check/Claim/Commit/Release/Renew over one multiplexed
+     * Stream, coalesced into batches when several are pending; {@link Transport#UNARY}: one RPC each.
+     */
+    public Builder transport(Transport transport) {
+      this.transport = transport;
+      return this;
+    }
+
     public DedupClient build() {
       return new DedupClient(this);
     }
@@ -108,12 +127,14 @@ public final class DedupClient implements AutoCloseable {
    * of them (closing either closes the channel).
    */
   public DedupClient withDeadline(Duration newDeadline) {
-    return new DedupClient(channel, stub, newDeadline, retry);
+    return new DedupClient(channel, stub, mux, newDeadline, retry);
   }
 
-  private DedupClient(ManagedChannel channel, DedupGrpc.DedupBlockingStub stub, Duration deadline, RetryPolicy retry) {
+  private DedupClient(
+      ManagedChannel channel, DedupGrpc.DedupBlockingStub stub, StreamMux mux, Duration deadline, RetryPolicy retry) {
     this.channel = channel;
     this.stub = stub;
+    this.mux = mux;
     this.deadline = deadline;
     this.retry = retry;
   }
@@ -122,25 +143,68 @@ public final class DedupClient implements AutoCloseable {
     return ByteString.copyFrom(s, StandardCharsets.UTF_8);
   }
 
+  /** The stream multiplexer, or null with the unary transport (tests). */
+  StreamMux mux() {
+    return mux;
+  }
+
+  /** The default deadline of this client's calls. */
+  public Duration deadline() {
+    return deadline;
+  }
+
   /** Never retried: after a lost NEW, a retry would answer DUPLICATE for the caller's own mark. */
   public CheckResponse check(CheckRequest req) {
-    return call(RetryPolicy.Kind.NEVER, s -> s.check(req));
+    return call(RetryPolicy.Kind.NEVER, u -> stub.withDeadline(u).check(req), streamed(StreamRequest.RequestCase.CHECK, req));
   }
 
   public CheckResponse check(String namespace, String id) {
     return check(CheckRequest.newBuilder().setNamespace(namespace).setId(bytes(id)).build());
   }
 
+  /**
+   * A Claim. With {@code wait_ms}, an id another holder has in progress makes the call wait for
+   * that holder's Commit (DUPLICATE), Release or lost lease (ACQUIRED), or the end of the wait
+   * (IN_PROGRESS), which always ends before the call's deadline. A Claim whose wait does not fit in
+   * the remaining deadline less 100 ms goes as a unary call (the sidecar ends it before the
+   * deadline), and so do waiting Claims beyond {@value StreamMux#MAX_STREAM_WAITERS} on the stream at
+   * once; the others ride the stream.
+   */
   public ClaimResponse claim(ClaimRequest req) {
-    return call(RetryPolicy.Kind.RETRY, s -> s.claim(req));
+    return call(
+        RetryPolicy.Kind.RETRY,
+        u -> stub.withDeadline(u).claim(req),
+        u -> {
+          if (req.getWaitMs() <= 0) {
+            return (ClaimResponse) mux.call(StreamRequest.RequestCase.CLAIM, req, u);
+          }
+          if (outlastsDeadline(req, u) || !mux.tryAcquireWaiter()) {
+            return stub.withDeadline(u).claim(req);
+          }
+          try {
+            return (ClaimResponse) mux.call(StreamRequest.RequestCase.CLAIM, req, u);
+          } finally {
+            mux.releaseWaiter();
+          }
+        });
   }
 
   public ClaimResponse claim(String namespace, String id) {
     return claim(ClaimRequest.newBuilder().setNamespace(namespace).setId(bytes(id)).build());
   }
 
+  /** A Claim that waits up to {@code waitMs} for another holder's lease to end (see {@link #claim(ClaimRequest)}). */
+  public ClaimResponse claim(String namespace, String id, long waitMs) {
+    return claim(ClaimRequest.newBuilder().setNamespace(namespace).setId(bytes(id)).setWaitMs(waitMs).build());
+  }
+
+  /** A Stream message carries no deadline, so the sidecar could not end this wait in time. */
+  private static boolean outlastsDeadline(ClaimRequest req, Deadline until) {
+    return req.getWaitMs() > until.timeRemaining(TimeUnit.MILLISECONDS) - WAIT_MARGIN_MS;
+  }
+
   public CommitResponse commit(CommitRequest req) {
-    return call(RetryPolicy.Kind.RETRY, s -> s.commit(req));
+    return call(RetryPolicy.Kind.RETRY, u -> stub.withDeadline(u).commit(req), streamed(StreamRequest.RequestCase.COMMIT, req));
   }
 
   public CommitResponse commit(String namespace, String id, long token) {
@@ -148,7 +212,7 @@ public final class DedupClient implements AutoCloseable {
   }
 
   public ReleaseResponse release(ReleaseRequest req) {
-    return call(RetryPolicy.Kind.RETRY, s -> s.release(req));
+    return call(RetryPolicy.Kind.RETRY, u -> stub.withDeadline(u).release(req), streamed(StreamRequest.RequestCase.RELEASE, req));
   }
 
   public ReleaseResponse release(String namespace, String id, long token) {
@@ -156,7 +220,7 @@ public final class DedupClient implements AutoCloseable {
   }
 
   public RenewResponse renew(RenewRequest req) {
-    return call(RetryPolicy.Kind.RETRY, s -> s.renew(req));
+    return call(RetryPolicy.Kind.RETRY, u -> stub.withDeadline(u).renew(req), streamed(StreamRequest.RequestCase.RENEW, req));
   }
 
   public RenewResponse renew(String namespace, String id, long token) {
@@ -164,7 +228,7 @@ public final class DedupClient implements AutoCloseable {
   }
 
   public InspectResponse inspect(InspectRequest req) {
-    return call(RetryPolicy.Kind.RETRY, s -> s.inspect(req));
+    return call(RetryPolicy.Kind.RETRY, u -> stub.withDeadline(u).inspect(req), null);
   }
 
   public InspectResponse inspect(String namespace, String id) {
@@ -172,29 +236,55 @@ public final class DedupClient implements AutoCloseable {
   }
 
   public ForgetResponse forget(ForgetRequest req) {
-    return call(RetryPolicy.Kind.NEVER, s -> s.forget(req));
+    return call(RetryPolicy.Kind.NEVER, u -> stub.withDeadline(u).forget(req), null);
   }
 
   public List<CheckResponse> checkBatch(List<CheckRequest> items) {
     CheckBatchRequest req = CheckBatchRequest.newBuilder().addAllItems(items).build();
-    return call(RetryPolicy.Kind.NEVER, s -> s.checkBatch(req)).getResultsList();
+    return call(RetryPolicy.Kind.NEVER, u -> stub.withDeadline(u).checkBatch(req), null).getResultsList();
   }
 
   public List<ClaimResponse> claimBatch(List<ClaimRequest> items) {
     ClaimBatchRequest req = ClaimBatchRequest.newBuilder().addAllItems(items).build();
-    return call(RetryPolicy.Kind.RETRY, s -> s.claimBatch(req)).getResultsList();
+    return call(RetryPolicy.Kind.RETRY, u -> stub.withDeadline(u).claimBatch(req), null).getResultsList();
   }
 
   public List<CommitResponse> commitBatch(List<CommitRequest> items) {
     CommitBatchRequest req = CommitBatchRequest.newBuilder().addAllItems(items).build();
-    return call(RetryPolicy.Kind.RETRY, s -> s.commitBatch(req)).getResultsList();
+    return call(RetryPolicy.Kind.RETRY, u -> stub.withDeadline(u).commitBatch(req), null).getResultsList();
   }
 
-  private <T> T call(RetryPolicy.Kind kind, Function<DedupGrpc.DedupBlockingStub, T> rpc) {
+  /** One attempt of a call, bounded by the call's one deadline. */
+  @FunctionalInterface
+  private interface Attempt<T> {
+    T run(Deadline until);
+  }
+
+  /** An attempt over the stream; {@code T} is the response type of {@code kind}. */
+  @SuppressWarnings("unchecked")
+  private <T> Attempt<T> streamed(StreamRequest.RequestCase kind, com.google.protobuf.Message req) {
+    return u -> (T) mux.call(kind, req, u);
+  }
+
+  /**
+   * Runs {@code unary}, or {@code streamed} when the stream transport is on and the server has a
+   * Stream (a call answered UNIMPLEMENTED over the stream is made again as a unary call), retrying
+   * per {@link RetryPolicy} within the call's deadline.
+   */
+  private <T> T call(RetryPolicy.Kind kind, Attempt<T> unary, Attempt<T> streamed) {
     Deadline until = Deadline.after(deadline.toMillis(), TimeUnit.MILLISECONDS);
     for (int attempt = 1; ; attempt++) {
       try {
-        return rpc.apply(stub.withDeadline(until));
+        if (streamed != null && mux != null && !mux.unimplemented()) {
+          try {
+            return streamed.run(until);
+          } catch (StatusRuntimeException e) {
+            if (e.getStatus().getCode() != io.grpc.Status.Code.UNIMPLEMENTED) {
+              throw e;
+            }
+          }
+        }
+        return unary.run(until);
       } catch (StatusRuntimeException e) {
         long pause = retry.backoffMs(attempt);
         if (attempt >= retry.maxAttempts()
@@ -214,6 +304,9 @@ public final class DedupClient implements AutoCloseable {
 
   @Override
   public void close() {
+    if (mux != null) {
+      mux.close();
+    }
     channel.shutdown();
     try {
       if (!channel.awaitTermination(5, TimeUnit.SECONDS)) {

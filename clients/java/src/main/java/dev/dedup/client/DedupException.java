@@ -21,6 +21,14 @@ public final class DedupException extends RuntimeException {
     this.attempts = attempts;
   }
 
+  /** A failure the client itself reports (e.g. the helper's "commit not recorded"), caused by {@code cause}. */
+  DedupException(Status.Code code, String message, DedupException cause) {
+    super(code + ": " + message, cause);
+    this.code = code;
+    this.fieldViolations = List.of();
+    this.attempts = cause.attempts();
+  }
+
   /** The gRPC status code, e.g. INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED. */
   public Status.Code code() {
     return code;

@@ -30,49 +30,61 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.DynamicContainer;
 import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.TestFactory;
 import org.yaml.snakeyaml.Yaml;
 
-/** The shared contract suite (tests/contract/scenarios.yaml) against a live sidecar ($DEDUP_TARGET ...). */
+/**
+ * The shared contract suite (tests/contract/scenarios.yaml) against a live sidecar ($DEDUP_TARGET
+ * ...): every scenario twice, over the stream transport (the default) and over unary calls.
+ */
 class ContractTest {
   private static final Map<String, String> TARGET_ENV =
       Map.of(
           "sidecar", "DEDUP_TARGET",
           "blackhole", "DEDUP_BLACKHOLE_TARGET",
-          "unavailable", "DEDUP_UNAVAILABLE_TARGET");
+          "unavailable", "DEDUP_UNAVAILABLE_TARGET",
+          "toggle", "DEDUP_TOGGLE_TARGET");
   private static final Map<String, DedupClient> CLIENTS = new ConcurrentHashMap<>();
+  private static final ExecutorService ASYNC = Executors.newCachedThreadPool();
 
   @AfterAll
   static void closeClients() {
+    ASYNC.shutdownNow();
     CLIENTS.values().forEach(DedupClient::close);
     CLIENTS.clear();
   }
 
   @SuppressWarnings("unchecked")
   @TestFactory
-  Stream<DynamicTest> contract() throws IOException {
+  Stream<DynamicContainer> contract() throws IOException {
     String file = System.getProperty("dedup.scenarios", "../../tests/contract/scenarios.yaml");
     Map<String, Object> doc;
     try (InputStream in = new FileInputStream(file)) {
       doc = new Yaml().load(in);
     }
     List<Map<String, Object>> scenarios = (List<Map<String, Object>>) doc.get("scenarios");
-    return scenarios.stream()
-        .map(s -> DynamicTest.dynamicTest((String) s.get("name"), () -> runScenario(s)));
+    return Stream.of(Transport.STREAM, Transport.UNARY)
+        .map(
+            t ->
+                DynamicContainer.dynamicContainer(
+                    t.name().toLowerCase(),
+                    scenarios.stream().map(s -> DynamicTest.dynamicTest((String) s.get("name"), () -> runScenario(s, t)))));
   }
 
-  static DedupClient clientFor(String target) {
+  static DedupClient clientFor(String target, Transport transport) {
     String env = TARGET_ENV.get(target);
     assertNotNull(env, "unknown scenario target " + target);
     String address = System.getenv(env);
     assertTrue(address != null && !address.isEmpty(), "$" + env + " is not set: the contract suite needs a live sidecar");
     return CLIENTS.computeIfAbsent(
-        address,
-        a -> {
-          DedupClient c = DedupClient.builder(a).build();
+        address + " " + transport,
+        k -> {
+          DedupClient c = DedupClient.builder(address).transport(transport).build();
           if (target.equals("sidecar")) {
             // Warm up (JVM + Netty cold start on a loaded machine can take seconds), so the
             // scenarios' own deadlines measure the sidecar, not class loading.
@@ -82,40 +94,72 @@ class ContractTest {
         });
   }
 
+  /** A step's answer, or the client's error. */
+  private record Result(Map<String, Object> got, DedupException error) {}
+
   @SuppressWarnings("unchecked")
-  private void runScenario(Map<String, Object> scenario) throws Exception {
+  private void runScenario(Map<String, Object> scenario, Transport transport) throws Exception {
     String name = (String) scenario.get("name");
-    DedupClient base = clientFor((String) scenario.getOrDefault("target", "sidecar"));
+    DedupClient base = clientFor((String) scenario.getOrDefault("target", "sidecar"), transport);
+    DedupClient direct = clientFor("sidecar", transport);
+    String tag = "java-" + transport.name().toLowerCase() + "-" + name + "-";
     Map<String, String> vars = new HashMap<>();
-    vars.put("$id", "java-" + name + "-" + UUID.randomUUID().toString().substring(0, 12));
-    vars.put("$id2", "java-" + name + "-" + UUID.randomUUID().toString().substring(0, 12));
-    Map<String, Long> tokens = new HashMap<>();
+    vars.put("$id", tag + UUID.randomUUID().toString().substring(0, 12));
+    vars.put("$id2", tag + UUID.randomUUID().toString().substring(0, 12));
+    Map<String, Long> tokens = new ConcurrentHashMap<>();
+    Map<String, Future<Result>> pending = new HashMap<>();
     int i = 0;
     for (Map<String, Object> step : (List<Map<String, Object>>) scenario.get("steps")) {
       i++;
       String where = "step " + i + " (" + step.get("op") + ")";
       Map<String, Object> expect = (Map<String, Object>) step.getOrDefault("expect", Map.of());
       long deadlineMs = ((Number) step.getOrDefault("deadline_ms", 5000)).longValue();
-      DedupClient client = base.withDeadline(Duration.ofMillis(deadlineMs));
-      Map<String, Object> got;
-      try {
-        got = perform(client, step, vars, tokens);
-      } catch (DedupException e) {
-        if (!expect.containsKey("error")) {
-          fail(where + ": unexpected error " + e.getMessage(), e);
-        }
-        assertEquals(expect.get("error"), e.code().name(), where + ": status code");
-        if (expect.containsKey("field_violation")) {
-          List<String> fields = e.fieldViolations().stream().map(BadRequest.FieldViolation::getField).toList();
-          assertTrue(fields.contains(expect.get("field_violation")), where + ": violations " + fields);
-        }
+      DedupClient client = (Boolean.TRUE.equals(step.get("direct")) ? direct : base).withDeadline(Duration.ofMillis(deadlineMs));
+      if ("join".equals(step.get("op"))) {
+        Future<Result> f = pending.remove(String.valueOf(step.get("name")));
+        assertNotNull(f, where + ": no async step named " + step.get("name"));
+        check(where, expect, f.get(60, TimeUnit.SECONDS), tokens);
         continue;
       }
-      if (expect.containsKey("error")) {
-        fail(where + ": expected " + expect.get("error") + ", got " + got);
+      if (step.containsKey("async")) {
+        pending.put(String.valueOf(step.get("async")), ASYNC.submit(() -> attempt(client, direct, step, vars, tokens)));
+        continue;
       }
-      verify(where, expect, got, tokens);
+      check(where, expect, attempt(client, direct, step, vars, tokens), tokens);
     }
+    assertTrue(pending.isEmpty(), "async steps never joined: " + pending.keySet());
+  }
+
+  private static Result attempt(
+      DedupClient client, DedupClient direct, Map<String, Object> step, Map<String, String> vars, Map<String, Long> tokens)
+      throws Exception {
+    try {
+      return new Result(perform(client, direct, step, vars, tokens), null);
+    } catch (DedupException e) {
+      return new Result(null, e);
+    }
+  }
+
+  private static void check(String where, Map<String, Object> expect, Result r, Map<String, Long> tokens) {
+    if (r.error() != null) {
+      DedupException e = r.error();
+      if (!expect.containsKey("error")) {
+        fail(where + ": unexpected error " + e.getMessage(), e);
+      }
+      assertEquals(expect.get("error"), e.code().name(), where + ": status code");
+      if (expect.containsKey("field_violation")) {
+        List<String> fields = e.fieldViolations().stream().map(BadRequest.FieldViolation::getField).toList();
+        assertTrue(fields.contains(expect.get("field_violation")), where + ": violations " + fields);
+      }
+      return;
+    }
+    Map<String, Object> got = r.got();
+    if (expect.containsKey("error")) {
+      assertEquals(expect.get("error"), got.get("error"), where + ": expected an error, got " + got);
+      return;
+    }
+    assertTrue(!got.containsKey("error"), where + ": unexpected error " + got.get("error"));
+    verify(where, expect, got, tokens);
   }
 
   private static String shortName(ProtocolMessageEnum e, String prefix) {
@@ -140,7 +184,7 @@ class ContractTest {
 
   @SuppressWarnings("unchecked")
   private static Map<String, Object> perform(
-      DedupClient client, Map<String, Object> step, Map<String, String> vars, Map<String, Long> tokens)
+      DedupClient client, DedupClient direct, Map<String, Object> step, Map<String, String> vars, Map<String, Long> tokens)
       throws Exception {
     String ns = String.valueOf(step.getOrDefault("ns", "contract"));
     String rawId = String.valueOf(step.getOrDefault("id", ""));
@@ -148,13 +192,14 @@ class ContractTest {
     ByteString fp = step.containsKey("fingerprint") ? DedupClient.bytes(String.valueOf(step.get("fingerprint"))) : ByteString.EMPTY;
     long windowMs = ((Number) step.getOrDefault("window_ms", 0)).longValue();
     long leaseMs = ((Number) step.getOrDefault("lease_ms", 0)).longValue();
+    long waitMs = ((Number) step.getOrDefault("wait_ms", 0)).longValue();
     String op = (String) step.get("op");
     Map<String, Object> m = new HashMap<>();
     switch (op) {
       case "check":
         return checkResult(client.check(CheckRequest.newBuilder().setNamespace(ns).setId(id).setFingerprint(fp).setWindowMs(windowMs).build()));
       case "claim": {
-        ClaimResponse r = client.claim(ClaimRequest.newBuilder().setNamespace(ns).setId(id).setFingerprint(fp).setLeaseMs(leaseMs).build());
+        ClaimResponse r = client.claim(ClaimRequest.newBuilder().setNamespace(ns).setId(id).setFingerprint(fp).setLeaseMs(leaseMs).setWaitMs(waitMs).build());
         if (step.containsKey("save_token") && r.getOutcome() == dev.dedup.v1.ClaimOutcome.CLAIM_OUTCOME_ACQUIRED) {
           tokens.put(String.valueOf(step.get("save_token")), r.getFencingToken());
         }
@@ -174,6 +219,13 @@ class ContractTest {
       case "renew":
         m.put("outcome", shortName(client.renew(RenewRequest.newBuilder().setNamespace(ns).setId(id).setFencingToken(token(tokens, step.get("token"))).setLeaseMs(leaseMs).build()).getOutcome(), "RENEW_OUTCOME_"));
         return m;
+      case "once": {
+        ClaimRequest.Builder claim = ClaimRequest.newBuilder().setNamespace(ns).setId(id).setFingerprint(fp).setLeaseMs(leaseMs);
+        if (step.containsKey("wait_ms")) {
+          claim.setWaitMs(waitMs);
+        }
+        return ContractOnce.run(client, direct, step, claim.build(), tokens);
+      }
       case "inspect":
         m.put("state", shortName(client.inspect(ns, id.toStringUtf8()).getState(), "RECORD_STATE_"));
         return m;
@@ -241,6 +293,20 @@ class ContractTest {
   private static void verify(String where, Map<String, Object> expect, Map<String, Object> got, Map<String, Long> tokens) {
     if (expect.containsKey("outcome")) {
       assertEquals(expect.get("outcome"), got.get("outcome"), where + ": outcome");
+    }
+    if (expect.containsKey("status")) {
+      assertEquals(expect.get("status"), got.get("status"), where + ": status");
+    }
+    if (expect.containsKey("action")) {
+      assertEquals(expect.get("action"), got.get("action"), where + ": action");
+      assertEquals(!"ACK".equals(expect.get("action")), !(Boolean) got.get("should_ack"), where + ": should_ack");
+    }
+    if (expect.containsKey("handler_ran")) {
+      assertEquals(expect.get("handler_ran"), got.get("handler_ran"), where + ": handler_ran");
+    }
+    if (expect.containsKey("token_from")) {
+      long prev = token(tokens, expect.get("token_from"));
+      assertTrue(Long.compareUnsigned((Long) got.get("token"), prev) > 0, where + ": token not greater than " + prev);
     }
     if (expect.containsKey("state")) {
       assertEquals(expect.get("state"), got.get("state"), where + ": state");

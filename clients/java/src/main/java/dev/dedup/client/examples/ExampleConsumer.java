@@ -51,13 +51,17 @@ public final class ExampleConsumer {
                         namespace,
                         id,
                         lease -> {
+                          lease.ensure(); // renews now; throws LeaseLostException if the lease is gone
                           processed.incrementAndGet(); // the side effect, fenced by lease.token()
                           return ("charged, token " + lease.token()).getBytes(StandardCharsets.UTF_8);
                         });
-                switch (outcome.status()) {
-                  case DUPLICATE -> skipped.incrementAndGet();
-                  case IN_PROGRESS -> queue.add(id); // nack: redeliver later
-                  default -> {}
+                if (outcome.status() == EffectivelyOnce.Status.DUPLICATE) {
+                  skipped.incrementAndGet();
+                }
+                switch (outcome.action()) {
+                  case ACK -> {} // a broker consumer acks here
+                  case NACK -> queue.add(id); // requeue: redeliver later
+                  case DEAD_LETTER -> System.err.println("dead-letter " + id);
                 }
               }
               return null;

@@ -1,0 +1,183 @@
+package dev.dedup.client;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.dedup.v1.CheckOutcome;
+import dev.dedup.v1.CheckRequest;
+import dev.dedup.v1.CheckResponse;
+import dev.dedup.v1.ClaimOutcome;
+import dev.dedup.v1.ClaimRequest;
+import dev.dedup.v1.RecordState;
+import io.grpc.Status;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.UUID;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** The stream transport against the live sidecar ($DEDUP_TARGET): coalescing, routing, errors. */
+class StreamTransportTest {
+  private static final String NS = "contract";
+  private static DedupClient client;
+  private static ExecutorService pool;
+
+  @BeforeAll
+  static void connect() {
+    String target = System.getenv("DEDUP_TARGET");
+    assertNotNull(target, "$DEDUP_TARGET is not set");
+    client = DedupClient.builder(target).deadline(Duration.ofSeconds(20)).build();
+    client.inspect(NS, "java-stream-warmup");
+    pool = Executors.newFixedThreadPool(24);
+  }
+
+  @AfterAll
+  static void close() {
+    pool.shutdownNow();
+    client.close();
+  }
+
+  private static String freshId() {
+    return "java-stream-" + UUID.randomUUID();
+  }
+
+  /** Holds the send lock while {@code n} calls queue up, then lets them go as one write pass. */
+  private static <T> List<T> queuedTogether(List<java.util.concurrent.Callable<T>> calls) throws Exception {
+    StreamMux mux = client.mux();
+    List<Future<T>> futures = new ArrayList<>();
+    mux.sendLock().lock();
+    try {
+      for (var c : calls) {
+        futures.add(pool.submit(c));
+      }
+      long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+      while (mux.queued() < calls.size()) {
+        assertTrue(System.nanoTime() < until, "calls did not queue");
+        Thread.sleep(5); // poll interval of a bounded condition wait
+      }
+    } finally {
+      mux.sendLock().unlock();
+    }
+    mux.flushQueued();
+    List<T> out = new ArrayList<>();
+    for (Future<T> f : futures) {
+      out.add(f.get(30, TimeUnit.SECONDS));
+    }
+    return out;
+  }
+
+  @Test
+  void concurrentCallsOfOneKindAreCoalescedIntoOneBatchMessageAndEachGetsItsOwnAnswer() throws Exception {
+    String shared = freshId();
+    List<java.util.concurrent.Callable<CheckResponse>> calls = new ArrayList<>();
+    for (int i = 0; i < 20; i++) {
+      String id = i < 10 ? shared : freshId();
+      calls.add(() -> client.check(NS, id));
+    }
+    long before = client.mux().messagesSent();
+    List<CheckResponse> answers = queuedTogether(calls);
+    assertEquals(1, client.mux().messagesSent() - before, "20 pending checks went out as one CheckBatch message");
+    Map<String, Integer> sharedOutcomes = new TreeMap<>();
+    for (int i = 0; i < 10; i++) {
+      sharedOutcomes.merge(answers.get(i).getOutcome().name(), 1, Integer::sum);
+    }
+    assertEquals(Map.of("CHECK_OUTCOME_DUPLICATE", 9, "CHECK_OUTCOME_NEW", 1), sharedOutcomes);
+    for (int i = 10; i < 20; i++) {
+      assertEquals(CheckOutcome.CHECK_OUTCOME_NEW, answers.get(i).getOutcome(), "call " + i);
+    }
+  }
+
+  @Test
+  void aBadItemInACoalescedBatchFailsOnlyItsOwnCall() throws Exception {
+    List<java.util.concurrent.Callable<Object>> calls = new ArrayList<>();
+    for (int i = 0; i < 5; i++) {
+      String id = i == 2 ? "" : freshId();
+      calls.add(
+          () -> {
+            try {
+              return client.check(CheckRequest.newBuilder().setNamespace(NS).setId(DedupClient.bytes(id)).build());
+            } catch (DedupException e) {
+              return e;
+            }
+          });
+    }
+    List<Object> answers = queuedTogether(calls);
+    for (int i = 0; i < 5; i++) {
+      if (i == 2) {
+        DedupException e = (DedupException) answers.get(i);
+        assertEquals(Status.Code.INVALID_ARGUMENT, e.code());
+        assertEquals("id", e.fieldViolations().get(0).getField());
+      } else {
+        assertEquals(CheckOutcome.CHECK_OUTCOME_NEW, ((CheckResponse) answers.get(i)).getOutcome(), "call " + i);
+      }
+    }
+  }
+
+  @Test
+  void aLateAcquiredForAnAbandonedClaimIsReleased() throws Exception {
+    String id = freshId();
+    long holder = client.claim(NS, id).getFencingToken();
+    // A long lease: unless the client releases it, the waiter's record stays IN_PROGRESS.
+    ClaimRequest waiting =
+        ClaimRequest.newBuilder().setNamespace(NS).setId(DedupClient.bytes(id)).setWaitMs(10_000).setLeaseMs(60_000).build();
+    long releasedBefore = client.mux().abandonedReleases();
+    // Straight to the mux, so wait_ms is not capped to the deadline: the caller gives up first.
+    io.grpc.StatusRuntimeException e =
+        assertThrows(
+            io.grpc.StatusRuntimeException.class,
+            () -> client.mux().call(dev.dedup.v1.StreamRequest.RequestCase.CLAIM, waiting, io.grpc.Deadline.after(300, TimeUnit.MILLISECONDS)));
+    assertEquals(Status.Code.DEADLINE_EXCEEDED, e.getStatus().getCode());
+    client.release(NS, id, holder); // wakes the abandoned waiter: ACQUIRED, which nobody awaits
+    long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (client.mux().abandonedReleases() == releasedBefore) {
+      assertTrue(System.nanoTime() < until, "no late ACQUIRED arrived for the abandoned claim");
+      Thread.sleep(25); // poll interval of a bounded condition wait
+    }
+    while (client.inspect(NS, id).getState() != RecordState.RECORD_STATE_ABSENT) {
+      assertTrue(System.nanoTime() < until, "the late ACQUIRED was not released");
+      Thread.sleep(25); // poll interval of a bounded condition wait
+    }
+  }
+
+  @Test
+  void aClaimAbandonedBeforeItWasWrittenIsNeverSent() throws Exception {
+    String id = freshId();
+    StreamMux mux = client.mux();
+    DedupClient impatient = client.withDeadline(Duration.ofMillis(50));
+    DedupException e;
+    mux.sendLock().lock(); // the claim cannot be written before its deadline passes...
+    try {
+      Future<DedupException> f = pool.submit(() -> assertThrows(DedupException.class, () -> impatient.claim(NS, id)));
+      e = f.get(30, TimeUnit.SECONDS);
+    } finally {
+      mux.sendLock().unlock();
+    }
+    assertEquals(Status.Code.DEADLINE_EXCEEDED, e.code());
+    mux.flushQueued(); // ...and a call abandoned before it was written is never sent
+    assertEquals(RecordState.RECORD_STATE_ABSENT, client.inspect(NS, id).getState());
+  }
+
+  @Test
+  void claimsThatWaitAreNotCoalesced() throws Exception {
+    String id = freshId();
+    assertEquals(ClaimOutcome.CLAIM_OUTCOME_ACQUIRED, client.claim(NS, id).getOutcome());
+    List<java.util.concurrent.Callable<Object>> calls = new ArrayList<>();
+    for (int i = 0; i < 3; i++) {
+      calls.add(() -> client.claim(ClaimRequest.newBuilder().setNamespace(NS).setId(DedupClient.bytes(id)).setWaitMs(100).build()));
+    }
+    long before = client.mux().messagesSent();
+    List<Object> answers = queuedTogether(calls);
+    assertEquals(3, client.mux().messagesSent() - before);
+    answers.forEach(a -> assertEquals(ClaimOutcome.CLAIM_OUTCOME_IN_PROGRESS, ((dev.dedup.v1.ClaimResponse) a).getOutcome()));
+  }
+}
