@@ -1,7 +1,8 @@
 // Example consumer: an in-process queue that redelivers some messages (as a
 // real broker does after a missed ack), processed effectively once with
-// processOnce. Prints how many messages were processed and how many
-// duplicates were skipped; processed == unique.
+// processOnce. The outcome's `action` is what a broker consumer does with the
+// message (ACK / NACK / DEAD_LETTER). Prints how many messages were processed
+// and how many duplicates were skipped; processed == unique.
 //
 //   DEDUP_TARGET=127.0.0.1:50051 npm run example
 import { randomBytes } from "node:crypto";
@@ -23,12 +24,22 @@ async function main(): Promise<number> {
   // Four concurrent workers drain the queue, as a consumer group would.
   const worker = async () => {
     for (let msg = queue.shift(); msg !== undefined; msg = queue.shift()) {
+      // A copy of an order another worker holds waits (up to waitMs) for its commit: DUPLICATE, not a bounce.
       const outcome = await processOnce(client, { namespace, id: msg.id }, async (lease) => {
-        processed++; // the side effect, guarded by the fencing token in a real store
+        await lease.ensure(); // the lease is still ours right before an effect that cannot be fenced
+        processed++; // the side effect; a database would take lease.token (see markApplied / advanceFence)
         return `charged ${msg.amount} (token ${lease.token})`;
       });
       if (outcome.status === "DUPLICATE") skipped++;
-      else if (outcome.status === "IN_PROGRESS") queue.push(msg); // nack: redeliver later
+      switch (outcome.action) {
+        case "ACK":
+          break; // broker: ack
+        case "NACK":
+          queue.push(msg); // broker: nack with requeue (or redeliver after outcome.retryAfterMs)
+          break;
+        case "DEAD_LETTER":
+          throw new Error(`order ${msg.id} reused with other content`); // broker: reject to the dead-letter queue
+      }
     }
   };
   await Promise.all([worker(), worker(), worker(), worker()]);

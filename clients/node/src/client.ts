@@ -2,11 +2,12 @@
 // release, renew, inspect, forget, batches), async, with a deadline on every
 // call, retries only where safe, and W3C trace context on every request.
 import { type ChannelCredentials, type ClientOptions, credentials as grpcCredentials } from "@grpc/grpc-js";
-import type { ServiceError } from "@grpc/grpc-js";
+import { type ServiceError, status as Status } from "@grpc/grpc-js";
 import * as pb from "./gen/dedup/v1/dedup";
 import * as c from "./convert";
 import { backoffMs, type RetryClass, type RetryOptions, retryable } from "./retry";
 import { DedupError } from "./status";
+import { type StreamKind, type StreamOps, StreamTransport, StreamUnsupported } from "./stream";
 import { traceMetadata } from "./trace";
 import type * as t from "./types";
 
@@ -24,8 +25,18 @@ export interface DedupClientOptions {
    * is up). Default false: a consumer usually wants to nack fast.
    */
   waitForReady?: boolean;
+  /**
+   * "stream" (default): Check, Claim, Commit, Release and Renew go over one
+   * long-lived multiplexed Stream, concurrent calls coalesced into batch
+   * messages; unary calls when the sidecar does not serve the Stream.
+   * "unary": one unary call per operation.
+   */
+  transport?: "stream" | "unary";
   channelOptions?: Partial<ClientOptions>;
 }
+
+/** A Claim's wait ends this long before the call's deadline (ADR 0013). */
+const WAIT_MARGIN_MS = 100;
 
 // A restarted local sidecar is usable again within a second (grpc-js defaults
 // back off up to 120 s).
@@ -37,17 +48,29 @@ const CHANNEL_DEFAULTS: Partial<ClientOptions> = {
 type Unary<Req, Res> = (
   req: Req,
   md: ReturnType<typeof traceMetadata>,
-  opts: { deadline: Date; waitForReady: boolean },
+  opts: { deadline: Date },
   cb: (err: ServiceError | null, res: Res) => void,
-) => unknown;
+) => { cancel(): void };
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
 
 export class DedupClient {
   private readonly stub: pb.DedupClient;
-  private readonly deadlineMs: number;
+  /** The default deadline of every call, in ms. */
+  readonly deadlineMs: number;
   private readonly retry: RetryOptions;
   private readonly waitForReady: boolean;
+  private readonly stream: StreamTransport | undefined;
 
   constructor(options: DedupClientOptions) {
     this.stub = new pb.DedupClient(
@@ -58,34 +81,43 @@ export class DedupClient {
     this.waitForReady = options.waitForReady ?? false;
     this.deadlineMs = options.deadlineMs ?? 5000;
     this.retry = options.retry ?? {};
+    const transport = options.transport ?? "stream";
+    if (transport !== "stream" && transport !== "unary") throw new TypeError(`transport must be "stream" or "unary", not ${String(transport)}`);
+    this.stream = transport === "stream" ? new StreamTransport(this.stub, this.waitForReady) : undefined;
   }
 
+  /** Ends the stream and the channel. Call it when done: an open stream keeps the process alive. */
   close(): void {
+    this.stream?.close();
     this.stub.close();
   }
 
   /** One-shot "seen this id?": NEW marks it for the window. Never retried (a retry could answer DUPLICATE for our own mark). */
   async check(item: t.CheckItem, opts?: t.CallOptions): Promise<t.CheckResult> {
-    const res = await this.unary(this.stub.check, c.checkRequest(item), "never", opts);
+    const res = await this.call("check", this.stub.check, c.checkRequest(item), "never", opts);
     return c.checkResult(res);
   }
 
-  /** Take a lease: ACQUIRED carries the fencing token to commit/release/renew with. */
+  /**
+   * Take a lease: ACQUIRED carries the fencing token to commit/release/renew with.
+   * With `waitMs`, an id another consumer holds waits for its Commit (DUPLICATE),
+   * Release or lost lease (ACQUIRED); the wait ends 100 ms before the deadline.
+   */
   async claim(item: t.ClaimItem, opts?: t.CallOptions): Promise<t.ClaimResult> {
-    const res = await this.unary(this.stub.claim, c.claimRequest(item), "retry", opts);
+    const res = await this.call("claim", this.stub.claim, c.claimRequest(item), "retry", opts);
     return c.claimResult(res);
   }
 
   /** Processing succeeded: DONE for the window, optionally storing a result for later duplicates. */
   async commit(item: t.CommitItem, opts?: t.CallOptions): Promise<t.CommitResult> {
-    const res = await this.unary(this.stub.commit, c.commitRequest(item), "retry", opts);
+    const res = await this.call("commit", this.stub.commit, c.commitRequest(item), "retry", opts);
     return c.commitResult(res);
   }
 
   /** Processing failed: drop the lease so a redelivery can proceed at once. */
   async release(item: t.TokenItem, opts?: t.CallOptions): Promise<t.ReleaseResult> {
     const req: pb.ReleaseRequest = { namespace: item.namespace, id: c.bytes(item.id), fencingToken: item.token };
-    return c.releaseResult(await this.unary(this.stub.release, req, "retry", opts));
+    return c.releaseResult(await this.call("release", this.stub.release, req, "retry", opts));
   }
 
   /** Extend a live lease (heartbeat). */
@@ -96,7 +128,7 @@ export class DedupClient {
       fencingToken: item.token,
       leaseMs: BigInt(Math.trunc(item.leaseMs ?? 0)),
     };
-    return c.renewResult(await this.unary(this.stub.renew, req, "retry", opts));
+    return c.renewResult(await this.call("renew", this.stub.renew, req, "retry", opts));
   }
 
   /** Read the record without changing it. */
@@ -126,29 +158,81 @@ export class DedupClient {
     return (await this.unary(this.stub.commitBatch, req, "retry", opts)).results.map(c.commitResult);
   }
 
-  private async unary<Req, Res>(
-    method: Unary<Req, Res>,
-    req: Req,
+  /** Check/Claim/Commit/Release/Renew: over the stream when it is on and served, else unary. */
+  private call<K extends StreamKind>(
+    kind: K,
+    method: Unary<StreamOps[K][0], StreamOps[K][1]>,
+    req: StreamOps[K][0],
+    retry: RetryClass,
+    opts: t.CallOptions | undefined,
+  ): Promise<StreamOps[K][1]> {
+    const stream = this.stream;
+    const attempt = (deadline: number, signal?: AbortSignal): Promise<StreamOps[K][1]> => {
+      if (stream === undefined || !stream.supports(kind) || waitsPastDeadline(req, deadline)) {
+        return this.once(method, req, deadline, signal);
+      }
+      return stream.send(kind, req, deadline, signal).catch((err: unknown) => {
+        // Nothing was done: the same attempt as a unary call.
+        if (err instanceof StreamUnsupported) return this.once(method, req, deadline, signal);
+        throw err;
+      });
+    };
+    return this.withRetries(attempt, retry, opts);
+  }
+
+  private unary<Req, Res>(method: Unary<Req, Res>, req: Req, kind: RetryClass, opts: t.CallOptions | undefined): Promise<Res> {
+    return this.withRetries((deadline, signal) => this.once(method, req, deadline, signal), kind, opts);
+  }
+
+  private async withRetries<Res>(
+    attempt: (deadline: number, signal?: AbortSignal) => Promise<Res>,
     kind: RetryClass,
     opts: t.CallOptions | undefined,
   ): Promise<Res> {
     const deadline = Date.now() + (opts?.deadlineMs ?? this.deadlineMs);
+    const signal = opts?.signal;
     const maxAttempts = Math.max(1, this.retry.maxAttempts ?? 4);
-    for (let attempt = 1; ; attempt++) {
+    for (let n = 1; ; n++) {
       try {
-        return await this.once(method, req, new Date(deadline));
+        return await attempt(deadline, signal);
       } catch (raw) {
-        const err = DedupError.from(raw, attempt);
-        const pause = backoffMs(attempt, this.retry);
-        if (attempt >= maxAttempts || !retryable(kind, err) || Date.now() + pause >= deadline) throw err;
-        await sleep(pause);
+        const err = DedupError.from(raw, n);
+        const pause = backoffMs(n, this.retry);
+        if (n >= maxAttempts || !retryable(kind, err) || Date.now() + pause >= deadline || signal?.aborted) throw err;
+        await sleep(pause, signal);
+        if (signal?.aborted) throw DedupError.from(raw, n);
       }
     }
   }
 
-  private once<Req, Res>(method: Unary<Req, Res>, req: Req, deadline: Date): Promise<Res> {
+  private once<Req, Res>(method: Unary<Req, Res>, req: Req, deadline: number, signal?: AbortSignal): Promise<Res> {
     return new Promise((resolve, reject) => {
-      method.call(this.stub, req, traceMetadata(), { deadline, waitForReady: this.waitForReady }, (err, res) => (err ? reject(err) : resolve(res)));
+      if (signal?.aborted) return reject(new DedupError(Status.CANCELLED, "call cancelled"));
+      const onAbort = () => call.cancel();
+      const md = traceMetadata();
+      md.setOptions({ waitForReady: this.waitForReady });
+      const call = method.call(
+        this.stub,
+        req,
+        md,
+        { deadline: new Date(deadline) },
+        (err, res) => {
+          signal?.removeEventListener("abort", onAbort);
+          if (err) reject(err);
+          else resolve(res);
+        },
+      );
+      signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
+}
+
+/**
+ * A Claim whose wait_ms reaches past the deadline (minus the margin) goes as a
+ * unary call: the server ends the wait before the call's deadline and still
+ * checks wait_ms against the policy (a Stream message carries no deadline).
+ */
+function waitsPastDeadline(req: unknown, deadline: number): boolean {
+  const wait = (req as Partial<pb.ClaimRequest>).waitMs;
+  return wait !== undefined && wait > 0n && Number(wait) > deadline - Date.now() - WAIT_MARGIN_MS;
 }

@@ -31,7 +31,13 @@ export function checkRequest(i: t.CheckItem): pb.CheckRequest {
 }
 
 export function claimRequest(i: t.ClaimItem): pb.ClaimRequest {
-  return { namespace: i.namespace, id: bytes(i.id), fingerprint: bytes(i.fingerprint), leaseMs: ms(i.leaseMs) };
+  return {
+    namespace: i.namespace,
+    id: bytes(i.id),
+    fingerprint: bytes(i.fingerprint),
+    leaseMs: ms(i.leaseMs),
+    waitMs: ms(i.waitMs),
+  };
 }
 
 export function commitRequest(i: t.CommitItem): pb.CommitRequest {

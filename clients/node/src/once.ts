@@ -1,116 +1,158 @@
-// The effectively-once helper: claim -> handler(lease) -> commit, release on
-// handler error, renew the lease in the background while the handler runs.
+// The effectively-once helper (docs/adr/0013-helper-rules.md): claim (waiting
+// for a holder) -> handler(lease) -> commit. A handler error releases the lease
+// and comes back as that error; after the handler returned, the helper never
+// releases: it retries Commit for as long as the lease lasts and re-claims
+// once after LEASE_LOST. Outcomes are values with the broker action to take.
+import { status as GrpcStatus } from "@grpc/grpc-js";
 import type { DedupClient } from "./client";
+import { Lease } from "./lease";
 import { DedupError } from "./status";
 import type { Id } from "./types";
 
-export interface Lease {
-  namespace: string;
-  id: Id;
-  /** Fencing token: pass it to downstream stores that can reject stale writers. */
-  token: bigint;
-  /** Aborted when the lease is lost (a renew answered LEASE_LOST): stop work early. */
-  signal: AbortSignal;
+export type Status = "PROCESSED" | "DUPLICATE" | "IN_PROGRESS" | "CONFLICT" | "LEASE_LOST";
+export type Action = "ACK" | "NACK" | "DEAD_LETTER";
+
+/** The broker action for each status (the same table in every client). */
+export const ACTIONS: Readonly<Record<Status, Action>> = {
+  PROCESSED: "ACK",
+  DUPLICATE: "ACK",
+  IN_PROGRESS: "NACK",
+  CONFLICT: "DEAD_LETTER",
+  LEASE_LOST: "ACK",
+};
+
+export interface OnceOutcome {
+  status: Status;
+  /** ACK, NACK (requeue, or redeliver after retryAfterMs) or DEAD_LETTER. */
+  action: Action;
+  /** action === "ACK". */
+  shouldAck: boolean;
+  /** IN_PROGRESS: when the holder's lease ends (ms); else 0. */
+  retryAfterMs: number;
+  /** DUPLICATE: the result stored by the first processing; PROCESSED: the result this call stored. */
+  storedResult: Buffer | undefined;
+  /** PROCESSED and LEASE_LOST: the token the handler ran under (PROCESSED after a re-claim: the new one); else 0n. */
+  fencingToken: bigint;
 }
 
-export interface OnceOptions<T> {
+export type Handler = (lease: Lease) => Promise<Uint8Array | string | undefined | void>;
+
+export interface OnceOptions {
   namespace: string;
   id: Id;
   fingerprint?: Uint8Array | string;
-  /** Lease to ask for (default: the namespace policy's). Renewed every leaseMs/3. */
+  /** Lease to ask for (default: the namespace policy's). */
   leaseMs?: number;
+  /** Renew the lease this often (default: a third of the lease). */
+  renewEveryMs?: number;
   /** Window to remember the id for after commit (default: the policy's). */
   windowMs?: number;
-  /**
-   * The result to store with the commit, returned to later duplicates
-   * (default: the handler's value when it is a string or bytes, else none).
-   */
-  storeResult?: (value: T) => Uint8Array | string | undefined;
+  /** Wait up to this long for another holder's Commit or Release (default 5000; 0: answer IN_PROGRESS at once). */
+  waitMs?: number;
 }
 
-export type OnceOutcome<T> =
-  /** The handler ran and its work was committed. */
-  | { status: "PROCESSED"; value: T; token: bigint }
-  /** Already processed: ack without processing; `result` is the stored result, if any. */
-  | { status: "DUPLICATE"; result: Buffer | undefined }
-  /** Another consumer holds the lease: do not ack; redeliver after retryAfterMs. */
-  | { status: "IN_PROGRESS"; retryAfterMs: number }
-  /** The id was seen with a different fingerprint (a bug upstream). */
-  | { status: "CONFLICT" };
+export const DEFAULT_WAIT_MS = 5000;
+const BACKOFF_FIRST_MS = 50;
+const BACKOFF_MAX_MS = 1000;
 
-/** The lease was lost before commit: the work may be done again by the new holder. */
-export class LeaseLostError extends Error {
-  constructor(readonly token: bigint) {
-    super(`lease lost before commit (token ${token})`);
-    this.name = "LeaseLostError";
-  }
+function outcome(status: Status, extra: Partial<OnceOutcome> = {}): OnceOutcome {
+  const action = ACTIONS[status];
+  return { status, action, shouldAck: action === "ACK", retryAfterMs: 0, storedResult: undefined, fencingToken: 0n, ...extra };
 }
 
-function defaultResult(value: unknown): Uint8Array | string | undefined {
-  return typeof value === "string" || value instanceof Uint8Array ? value : undefined;
-}
+const transient = (err: unknown): boolean =>
+  err instanceof DedupError && (err.code === GrpcStatus.UNAVAILABLE || err.code === GrpcStatus.DEADLINE_EXCEEDED);
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * Runs `handler` at most once to completion per (namespace, id) within the window.
- * If the handler throws, the lease is released (so a redelivery can proceed at once) and the error is rethrown.
+ * The handler's return value (string or bytes) is stored with the commit and
+ * handed to later duplicates. If the handler throws, the lease is released and
+ * the error is rethrown; every other ending is an outcome value.
  */
-export async function processOnce<T>(
-  client: DedupClient,
-  options: OnceOptions<T>,
-  handler: (lease: Lease) => Promise<T>,
-): Promise<OnceOutcome<T>> {
-  const { namespace, id } = options;
-  const claim = await client.claim({ namespace, id, fingerprint: options.fingerprint, leaseMs: options.leaseMs });
+export async function processOnce(client: DedupClient, options: OnceOptions, handler: Handler): Promise<OnceOutcome> {
+  const { namespace, id, fingerprint, leaseMs } = options;
+  const waitMs = options.waitMs ?? DEFAULT_WAIT_MS;
+  const claimedAt = Date.now();
+  const claim = await client.claim({ namespace, id, fingerprint, leaseMs, waitMs }, { deadlineMs: client.deadlineMs + waitMs });
   switch (claim.outcome) {
     case "DUPLICATE":
-      return { status: "DUPLICATE", result: claim.result };
+      return outcome("DUPLICATE", { storedResult: claim.result });
     case "IN_PROGRESS":
-      return { status: "IN_PROGRESS", retryAfterMs: claim.retryAfterMs };
+      return outcome("IN_PROGRESS", { retryAfterMs: claim.retryAfterMs });
     case "CONFLICT":
-      return { status: "CONFLICT" };
+      return outcome("CONFLICT");
   }
-  const token = claim.token;
-  const lost = new AbortController();
-  const leaseMs = options.leaseMs ?? Math.max(300, claim.leaseExpiresUnixMs - Date.now());
-  const heartbeat = startHeartbeat(client, { namespace, id, token, leaseMs: options.leaseMs }, leaseMs / 3, lost);
-  let value: T;
+  // The lease's length as granted; the policy's when none was asked for.
+  const durationMs = leaseMs ?? Math.max(300, claim.leaseExpiresUnixMs - Date.now());
+  const lease = new Lease(
+    client,
+    { namespace, id, token: claim.token, leaseMs, durationMs, renewEveryMs: options.renewEveryMs ?? durationMs / 3 },
+    claimedAt,
+  );
+  lease.start();
   try {
-    value = await handler({ namespace, id, token, signal: lost.signal });
-  } catch (err) {
-    await heartbeat.stop();
-    await client.release({ namespace, id, token }).catch(() => undefined); // the lease expires anyway
-    throw err;
+    let result: Uint8Array | string | undefined | void;
+    try {
+      result = await handler(lease);
+    } catch (err) {
+      // Before the effect (the handler keeps its effect all-or-nothing): free the id for a redelivery.
+      await lease.stop();
+      await client.release({ namespace, id, token: claim.token }).catch(() => undefined); // the lease ends anyway
+      throw err;
+    }
+    return await commitAfterEffect(client, options, lease, result ?? undefined);
+  } finally {
+    await lease.stop();
   }
-  await heartbeat.stop();
-  const result = (options.storeResult ?? defaultResult)(value);
-  const commit = await client.commit({ namespace, id, token, result, windowMs: options.windowMs });
-  if (commit.outcome !== "COMMITTED") throw new LeaseLostError(token);
-  return { status: "PROCESSED", value, token };
 }
 
-function startHeartbeat(
+/** After the effect: commit for as long as the lease lasts, then re-claim; never release. */
+async function commitAfterEffect(
   client: DedupClient,
-  item: { namespace: string; id: Id; token: bigint; leaseMs?: number },
-  everyMs: number,
-  lost: AbortController,
-): { stop: () => Promise<void> } {
-  let inflight: Promise<void> = Promise.resolve();
-  const timer = setInterval(() => {
-    inflight = client
-      .renew(item, { deadlineMs: Math.max(100, everyMs) })
-      .then((r) => {
-        if (r.outcome === "LEASE_LOST") lost.abort(new LeaseLostError(item.token));
-      })
-      .catch((err: unknown) => {
-        // A failed heartbeat is not a lost lease: the next one may succeed.
-        if (!(err instanceof DedupError)) throw err;
-      });
-  }, everyMs);
-  timer.unref();
-  return {
-    stop: async () => {
-      clearInterval(timer);
-      await inflight;
-    },
-  };
+  options: OnceOptions,
+  lease: Lease,
+  result: Uint8Array | string | undefined,
+): Promise<OnceOutcome> {
+  const { namespace, id, windowMs } = options;
+  const stored = result === undefined ? undefined : Buffer.from(result);
+  for (let backoff = BACKOFF_FIRST_MS; ; backoff = Math.min(BACKOFF_MAX_MS, backoff * 2)) {
+    const left = lease.expiresAt - Date.now();
+    if (left <= 0) break;
+    try {
+      const deadlineMs = Math.max(100, Math.min(client.deadlineMs, left));
+      const r = await client.commit({ namespace, id, token: lease.token, result, windowMs }, { deadlineMs });
+      if (r.outcome === "COMMITTED") return outcome("PROCESSED", { storedResult: stored, fencingToken: lease.token });
+      lease.markLost();
+      return reclaimAndCommit(client, options, lease, result);
+    } catch (err) {
+      if (!transient(err)) throw err;
+    }
+    await sleep(Math.min(Math.random() * backoff, Math.max(0, lease.expiresAt - Date.now())));
+  }
+  // The lease ran out while the sidecar was unreachable: a last re-claim.
+  return reclaimAndCommit(client, options, lease, result);
+}
+
+/** The record lost our lease: ACQUIRED again means nobody ran the effect since, so commit it now. */
+async function reclaimAndCommit(
+  client: DedupClient,
+  options: OnceOptions,
+  lease: Lease,
+  result: Uint8Array | string | undefined,
+): Promise<OnceOutcome> {
+  const { namespace, id, fingerprint, leaseMs, windowMs } = options;
+  try {
+    const again = await client.claim({ namespace, id, fingerprint, leaseMs });
+    if (again.outcome !== "ACQUIRED") return outcome("LEASE_LOST", { fencingToken: lease.token });
+    const r = await client.commit({ namespace, id, token: again.token, result, windowMs });
+    if (r.outcome !== "COMMITTED") return outcome("LEASE_LOST", { fencingToken: lease.token });
+    const stored = result === undefined ? undefined : Buffer.from(result);
+    return outcome("PROCESSED", { storedResult: stored, fencingToken: again.token });
+  } catch (err) {
+    if (!transient(err)) throw err;
+    const e = err as DedupError;
+    throw new DedupError(e.code, `effect applied, commit not recorded: ${e.details}`, e.fieldViolations, e.attempts);
+  }
 }

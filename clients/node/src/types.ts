@@ -14,6 +14,8 @@ export type RecordState = "ABSENT" | "IN_PROGRESS" | "DONE";
 export interface CallOptions {
   /** Deadline for the whole call, retries included (default: the client's deadlineMs). */
   deadlineMs?: number;
+  /** Cancels the call (it fails with CANCELLED; a Claim that was acquired meanwhile is released over the stream). */
+  signal?: AbortSignal;
 }
 
 export interface CheckItem {
@@ -28,6 +30,12 @@ export interface ClaimItem {
   id: Id;
   fingerprint?: Uint8Array | string;
   leaseMs?: number;
+  /**
+   * Wait up to this many ms for another holder's lease to end (its Commit answers
+   * DUPLICATE, its Release or lost lease ACQUIRED) instead of answering IN_PROGRESS
+   * at once. Capped to the call's remaining deadline minus 100 ms. Default 0.
+   */
+  waitMs?: number;
 }
 
 export interface CommitItem {

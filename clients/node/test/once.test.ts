@@ -5,7 +5,7 @@ import { after, test } from "node:test";
 import { context, propagation, trace, TraceFlags } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { DedupClient, processOnce } from "../src";
+import { DedupClient, LeaseLostError, processOnce } from "../src";
 import { traceMetadata } from "../src/trace";
 
 const target = process.env.DEDUP_TARGET;
@@ -13,6 +13,9 @@ const client = new DedupClient({ target: target ?? "127.0.0.1:1" });
 after(() => client.close());
 const ns = "contract";
 const freshId = () => `node-once-${randomBytes(6).toString("hex")}`;
+
+/** Timers alive in this process (the heartbeat is one while a lease is held). */
+const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
 
 test("processOnce runs the handler once and reports later copies as DUPLICATE with the stored result", async () => {
   assert.ok(target, "$DEDUP_TARGET is not set");
@@ -24,30 +27,42 @@ test("processOnce runs the handler once and reports later copies as DUPLICATE wi
   };
   const first = await processOnce(client, { namespace: ns, id }, handler);
   assert.equal(first.status, "PROCESSED");
+  assert.equal(first.action, "ACK");
+  assert.equal(first.shouldAck, true);
+  assert.ok(first.fencingToken > 0n);
+  assert.equal(first.storedResult?.toString(), "receipt-1");
   const again = await processOnce(client, { namespace: ns, id }, handler);
-  assert.equal(again.status, "DUPLICATE");
-  assert.equal(again.status === "DUPLICATE" && again.result?.toString(), "receipt-1");
+  assert.deepEqual(
+    { status: again.status, action: again.action, shouldAck: again.shouldAck, result: again.storedResult?.toString() },
+    { status: "DUPLICATE", action: "ACK", shouldAck: true, result: "receipt-1" },
+  );
   assert.equal(runs, 1);
 });
 
-test("processOnce releases on handler error so a redelivery proceeds at once", async () => {
+test("processOnce releases on handler error, rethrows it, and leaves no heartbeat behind", async () => {
   const id = freshId();
+  const before = timers();
   await assert.rejects(
-    processOnce(client, { namespace: ns, id }, async () => {
+    processOnce(client, { namespace: ns, id, renewEveryMs: 20 }, async () => {
       throw new Error("boom");
     }),
     /boom/,
   );
+  assert.equal((await client.inspect({ namespace: ns, id })).state, "ABSENT");
+  assert.ok(timers() <= before, `timers before ${before}, after ${timers()}`);
   const retry = await processOnce(client, { namespace: ns, id }, async (lease) => `token ${lease.token}`);
   assert.equal(retry.status, "PROCESSED");
 });
 
-test("processOnce reports IN_PROGRESS while another holder's lease is live", async () => {
+test("processOnce reports IN_PROGRESS (NACK) while another holder's lease is live, after waitMs", async () => {
   const id = freshId();
   const held = await client.claim({ namespace: ns, id });
   assert.equal(held.outcome, "ACQUIRED");
-  const outcome = await processOnce(client, { namespace: ns, id }, async () => "never");
+  const outcome = await processOnce(client, { namespace: ns, id, waitMs: 0 }, async () => "never");
   assert.equal(outcome.status, "IN_PROGRESS");
+  assert.equal(outcome.action, "NACK");
+  assert.equal(outcome.shouldAck, false);
+  assert.ok(outcome.retryAfterMs > 0);
 });
 
 test("processOnce renews the lease while a long handler runs", async () => {
@@ -59,11 +74,29 @@ test("processOnce renews the lease while a long handler runs", async () => {
       const r = await client.inspect({ namespace: ns, id });
       assert.equal(r.state, "IN_PROGRESS");
       assert.equal(r.token, lease.token);
+      assert.equal(lease.lost, false);
       await new Promise((res) => setTimeout(res, 50));
     }
     return undefined;
   });
   assert.equal(outcome.status, "PROCESSED");
+});
+
+test("the handler sees a lost lease: lease.signal aborts with LeaseLostError, LEASE_LOST is a status", async () => {
+  const id = freshId();
+  let other = 0n;
+  const outcome = await processOnce(client, { namespace: ns, id, renewEveryMs: 30 }, async (lease) => {
+    await client.forget({ namespace: ns, id });
+    other = (await client.claim({ namespace: ns, id })).token;
+    // The next heartbeat finds the lease gone.
+    await new Promise<void>((resolve) => lease.signal.addEventListener("abort", () => resolve(), { once: true }));
+    assert.equal(lease.lost, true);
+    assert.ok(lease.signal.reason instanceof LeaseLostError);
+    await assert.rejects(lease.ensure(), LeaseLostError);
+    return "stale";
+  });
+  assert.deepEqual([outcome.status, outcome.action, outcome.shouldAck], ["LEASE_LOST", "ACK", true]);
+  assert.equal((await client.commit({ namespace: ns, id, token: other })).outcome, "COMMITTED");
 });
 
 test("the active span's W3C trace context goes into the request metadata", () => {

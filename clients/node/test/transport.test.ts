@@ -42,7 +42,7 @@ before(async () => {
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );
-  client = new DedupClient({ target: `127.0.0.1:${port}`, retry: { initialBackoffMs: 1 } });
+  client = new DedupClient({ target: `127.0.0.1:${port}`, transport: "unary", retry: { initialBackoffMs: 1 } });
 });
 after(() => {
   client.close();
