@@ -1,7 +1,8 @@
 """Kafka read-process-write through the sidecar, against a real single-node KRaft broker.
 
-The Go example (clients/go/examples/kafka, franz-go) consumes topic `in` in a consumer group,
-applies each order to PostgreSQL with the transactional sink recipe and produces its output to
+Two Go consumers (clients/go/examples/kafka, franz-go) and one Java consumer
+(clients/java/examples/kafka, kafka-clients) share a consumer group on topic `in`; each
+applies its orders to PostgreSQL with the transactional sink recipe and produces the output to
 `out` in a Kafka transaction together with the input offset. The producer publishes
 DEDUP_KAFKA_MESSAGES orders (default 1000), 5 % of them twice (new offsets). Meanwhile consumers
 are SIGKILLed every 2-4 s (each kill and restart is a rebalance), one consumer joins late (another
@@ -34,6 +35,7 @@ from tests.support.postgres import PostgresProcess
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline"), pytest.mark.timeout(900)]
 
 GO_EXAMPLE = ROOT / "clients/go/examples/kafka"
+JAVA_EXAMPLE = ROOT / "clients/java/examples/kafka"
 MESSAGES = int(os.environ.get("DEDUP_KAFKA_MESSAGES", "1000"))
 SEED = int(os.environ.get("DEDUP_KAFKA_SEED", "14"))
 RATE = float(os.environ.get("DEDUP_KAFKA_RATE", "40"))  # published per second
@@ -100,7 +102,16 @@ def test_kafka_read_process_write_under_chaos(services: tuple[KafkaProcess, Post
         ]  # fmt: skip
         return Slot(name, command, tmp_path / f"{name}.events", tmp_path / f"{name}.log")
 
-    consumers = Consumers([slot("go0"), slot("go1")])
+    assert (JAVA_EXAMPLE / "target/lib").is_dir(), "Java example not built: run `make install` (65-kafka.sh)"
+    java = [
+        "java", "-Xms64m", "-Xmx192m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+        "-cp", f"{JAVA_EXAMPLE / 'target/classes'}:{JAVA_EXAMPLE / 'target/lib'}/*",
+        "dev.dedup.examples.kafka.KafkaConsumerExample", "--brokers", broker.bootstrap, "--target", sidecar.target,
+        "--pg-dsn", pg.dsn, "--namespace", NAMESPACE, "--txn-id", "kafka-java0",
+    ]  # fmt: skip
+    java_slot = Slot("java0", java, tmp_path / "java0.events", tmp_path / "java0.log")
+    consumers = Consumers([slot("go0"), slot("go1"), java_slot])
     late = slot("go2")
     duration_s = MESSAGES / RATE
     chaos = BrokerChaos(SEED, duration_s, consumers, sidecar, late=late)
