@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # NATS JetStream for tests/pipeline/test_nats*.py and the NATS examples:
 #  - nats-server built from its Go module into .tools/nats/bin (skipped when that version is there);
-#  - nats-py comes with the root package's test extras; the Node example's packages from npm.
+#  - nats-py comes with the root package's test extras; the Node example's packages from npm, built.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NATS_SERVER=v2.15.2
@@ -12,5 +12,6 @@ if [ "$(cat "$bin/.version" 2>/dev/null)" != "$NATS_SERVER" ]; then
   echo "$NATS_SERVER" >"$bin/.version"
 fi
 if [ -f clients/node/examples/nats/package.json ] && command -v npm >/dev/null; then
-  (cd clients/node/examples/nats && npm install --no-audit --no-fund --silent)
+  # `file:../..` links the Node client, built by 30-node.sh (dist/); then the example itself.
+  (cd clients/node/examples/nats && npm install --no-audit --no-fund --silent && npm run --silent build)
 fi

@@ -1,8 +1,9 @@
 """NATS JetStream through the sidecar, against a real nats-server with JetStream.
 
-The Python example (clients/python/examples/nats, nats-py, the asyncio helper) consumes a
-durable pull consumer with explicit acks and AckWait 6 s and applies each order to PostgreSQL
-with the transactional sink recipe. The producer publishes DEDUP_NATS_MESSAGES orders (default
+Two Python consumers (clients/python/examples/nats, nats-py, the asyncio helper) and one Node
+consumer (clients/node/examples/nats, @nats-io/jetstream, processOnce) share a durable pull
+consumer with explicit acks and AckWait 6 s and apply each order to PostgreSQL with the
+transactional sink recipe. The producer publishes DEDUP_NATS_MESSAGES orders (default
 1000) with Nats-Msg-Id: 5 % twice at once (JetStream drops those copies) and 3 % again after
 the stream's duplicate window (JetStream stores those: the sidecar removes them). Consumers are
 SIGKILLed every 2-4 s (their unacked messages come back after AckWait) and the sidecar is killed
@@ -36,6 +37,7 @@ from tests.support.postgres import PostgresProcess
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline"), pytest.mark.timeout(900)]
 
 PY_EXAMPLE = ROOT / "clients/python/examples/nats"
+NODE_EXAMPLE = ROOT / "clients/node/examples/nats"
 MESSAGES = int(os.environ.get("DEDUP_NATS_MESSAGES", "1000"))
 SEED = int(os.environ.get("DEDUP_NATS_SEED", "14"))
 RATE = float(os.environ.get("DEDUP_NATS_RATE", "40"))  # published per second
@@ -101,7 +103,15 @@ def test_nats_jetstream_under_chaos(services: tuple[NatsProcess, PostgresProcess
         sys.executable, str(PY_EXAMPLE / "consumer.py"), "--nats-url", broker.url, "--target", sidecar.target,
         "--pg-dsn", pg.dsn, "--namespace", NAMESPACE, "--durable", DURABLE,
     ]  # fmt: skip
-    slots = [Slot(name, command, tmp_path / f"{name}.events", tmp_path / f"{name}.log") for name in ("py0", "py1")]
+    assert (NODE_EXAMPLE / "dist/consumer.js").exists(), "Node example not built: run `make install` (66-nats.sh)"
+    node = [
+        "node", str(NODE_EXAMPLE / "dist/consumer.js"), "--nats-url", broker.url, "--target", sidecar.target,
+        "--pg-dsn", pg.dsn, "--namespace", NAMESPACE, "--durable", DURABLE,
+    ]  # fmt: skip
+    slots = [
+        Slot(name, cmd, tmp_path / f"{name}.events", tmp_path / f"{name}.log")
+        for name, cmd in (("py0", command), ("py1", command), ("node0", node))
+    ]
     consumers = Consumers(slots)
     chaos = BrokerChaos(SEED, duration_s, consumers, sidecar)
     try:
