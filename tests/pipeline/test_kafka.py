@@ -151,6 +151,7 @@ def test_kafka_read_process_write_under_chaos(services: tuple[KafkaProcess, Post
     re_emitted = _re_emissions(flat)
     absorbed = sum(1 for e in flat if e["e"] == "tx" and not e["first"])
     skipped = sum(1 for e in flat if e["e"] == "skip")
+    statuses = Counter(e["status"] for e in flat if e["e"] == "outcome")
     aborted = sum(1 for e in flat if e["e"] == "txn" and not e["committed"])
     print(published.stdout.strip())
     print(
@@ -158,7 +159,7 @@ def test_kafka_read_process_write_under_chaos(services: tuple[KafkaProcess, Post
         f"{sum(report.tx_duplicates.values())} out_records={len(out)} out_missing={len(missing_out)} "
         f"out_duplicates={sum(duplicate_out.values())} re_emitted_from_stored_result={re_emitted} "
         f"duplicates_skipped={skipped} handler_reruns_absorbed_by_sink={absorbed} "
-        f"aborted_transactions={aborted} chaos: "
+        f"aborted_transactions={aborted} outcomes={dict(sorted(statuses.items()))} chaos: "
         + ", ".join(f"{k}={n}" for k, n in sorted(report.chaos.items()))
         + f", consumer_restarts={consumers.restarts}"
     )
