@@ -178,7 +178,7 @@ func consumeMain(args []string) error {
 	txnID := fs.String("txn-id", "", "transactional id, stable per consumer slot (a restart fences its predecessor's open transaction); default: -name")
 	target := fs.String("target", "127.0.0.1:50051", "the dedup sidecar (host:port or unix:/path)")
 	pgDSN := fs.String("pg-dsn", "postgres://postgres@127.0.0.1:5432/orders", "PostgreSQL DSN")
-	namespace := fs.String("namespace", "orders.apply", "dedup namespace")
+	namespace := fs.String("namespace", "orders.kafka", "dedup namespace")
 	name := fs.String("name", fmt.Sprintf("go-%d", os.Getpid()), "this consumer's name in the effect rows")
 	eventsPath := fs.String("events", "", "append one JSON line per step to this file")
 	_ = fs.Parse(args)

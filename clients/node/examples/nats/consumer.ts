@@ -32,7 +32,7 @@ const { values: opts } = parseArgs({
     durable: { type: "string", default: "orders-apply" },
     target: { type: "string", default: "127.0.0.1:50051" },
     "pg-dsn": { type: "string", default: "postgresql://postgres@127.0.0.1:5432/orders" },
-    namespace: { type: "string", default: "orders.apply" },
+    namespace: { type: "string", default: "orders.nats" },
     name: { type: "string", default: `node-${process.pid}` },
     events: { type: "string", default: "" },
   },

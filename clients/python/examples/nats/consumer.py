@@ -57,7 +57,7 @@ async def main() -> int:
     parser.add_argument("--durable", default="orders-apply", help="the durable consumer all instances share")
     parser.add_argument("--target", default="127.0.0.1:50051", help="the dedup sidecar")
     parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/orders")
-    parser.add_argument("--namespace", default="orders.apply")
+    parser.add_argument("--namespace", default="orders.nats")
     parser.add_argument("--name", default=f"py-{os.getpid()}", help="this consumer's name in the effect rows")
     parser.add_argument("--events", default="", help="append one JSON line per step to this file")
     args = parser.parse_args()
@@ -127,13 +127,13 @@ async def main() -> int:
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(BATCH, timeout=1)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError):  # nothing to fetch (nats-py raises either)
                 continue
             for result in await asyncio.gather(*(handle(msg) for msg in msgs), return_exceptions=True):
                 if isinstance(result, Exception):  # e.g. an ack not confirmed: the message comes back
                     events("error", kind=type(result).__name__, msg=str(result)[:200])
     finally:
-        await nc.drain()
+        await nc.close()  # every handled message is acked or nak'ed by now; the rest come back after AckWait
         await client.close()
         db.close()
     return 0

@@ -8,7 +8,7 @@
 - --late-rate: the share of orders published once more at the end, after --late-after seconds
   (a producer that restarts and re-sends its outbox after the duplicate window). JetStream
   stores these copies: the consumer side (the sidecar) removes them.
-Creates the stream (subjects orders.>) when missing, with --dup-window.
+Creates the stream (subjects orders.>) when missing, and sets its duplicate window to --dup-window.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 
 import nats
 from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
 
 
 async def main() -> int:
@@ -39,7 +40,12 @@ async def main() -> int:
     rng = random.Random(args.seed)
     nc = await nats.connect(args.nats_url)
     js = nc.jetstream()
-    await js.add_stream(StreamConfig(name=args.stream, subjects=["orders.>"], duplicate_window=args.dup_window))
+    config = StreamConfig(name=args.stream, subjects=["orders.>"], duplicate_window=args.dup_window)
+    try:
+        await js.stream_info(args.stream)
+        await js.update_stream(config)  # e.g. another --dup-window
+    except NotFoundError:
+        await js.add_stream(config)
     stored = dropped = 0
     late: list[tuple[str, bytes]] = []
     started = time.monotonic()

@@ -23,6 +23,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
+import java.util.concurrent.ExecutionException;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
@@ -34,6 +38,8 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.ProducerFencedException;
+import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.common.errors.WakeupException;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
@@ -73,6 +79,7 @@ public final class KafkaConsumerExample {
   private final Connection db;
   private final KafkaProducer<byte[], byte[]> producer;
   private final FileOutputStream events;
+  private volatile boolean stopping;
 
   private KafkaConsumerExample(
       Map<String, String> opts,
@@ -225,8 +232,13 @@ public final class KafkaConsumerExample {
     event("start", Map.of());
     System.out.printf("%s: consuming %s -> %s (group %s)%n", opts.get("name"), opts.get("in"), opts.get("out"),
         opts.get("group"));
-    while (true) {
-      ConsumerRecords<byte[], byte[]> records = consumer.poll(Duration.ofMillis(500));
+    while (!stopping) {
+      ConsumerRecords<byte[], byte[]> records;
+      try {
+        records = consumer.poll(Duration.ofMillis(500));
+      } catch (WakeupException e) { // SIGTERM: between transactions, so nothing is left open
+        return;
+      }
       if (records.isEmpty()) {
         continue;
       }
@@ -269,7 +281,7 @@ public final class KafkaConsumerExample {
     opts.put("group", "orders");
     opts.put("target", "127.0.0.1:50051");
     opts.put("pg-dsn", "jdbc:postgresql://127.0.0.1:5432/orders?user=postgres");
-    opts.put("namespace", "orders.apply");
+    opts.put("namespace", "orders.kafka");
     opts.put("name", "java-" + ProcessHandle.current().pid());
     opts.put("events", "");
     for (int i = 0; i + 1 < args.length; i += 2) {
@@ -283,8 +295,24 @@ public final class KafkaConsumerExample {
     return opts;
   }
 
+  /** Creates the topics (4 partitions, replication factor 1) unless they exist, as the Go example does. */
+  private static void ensureTopics(String brokers, String... topics) throws InterruptedException {
+    try (Admin admin = Admin.create(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, brokers))) {
+      for (String topic : topics) {
+        try {
+          admin.createTopics(List.of(new NewTopic(topic, 4, (short) 1))).all().get();
+        } catch (ExecutionException e) {
+          if (!(e.getCause() instanceof TopicExistsException)) {
+            throw new IllegalStateException("create topic " + topic, e.getCause());
+          }
+        }
+      }
+    }
+  }
+
   public static void main(String[] args) throws Exception {
     Map<String, String> opts = parse(args);
+    ensureTopics(opts.get("brokers"), opts.get("in"), opts.get("out"), opts.get("in") + ".dead");
     Properties c = new Properties();
     c.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, opts.get("brokers"));
     c.put(ConsumerConfig.GROUP_ID_CONFIG, opts.get("group"));
@@ -312,7 +340,21 @@ public final class KafkaConsumerExample {
         KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(p);
         KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(c)) {
       producer.initTransactions();
-      new KafkaConsumerExample(opts, once, db, producer, events).run(consumer);
+      KafkaConsumerExample example = new KafkaConsumerExample(opts, once, db, producer, events);
+      Thread main = Thread.currentThread();
+      Thread hook =
+          new Thread(
+              () -> { // SIGTERM: finish the transaction in progress, then leave the group
+                example.stopping = true;
+                consumer.wakeup();
+                try {
+                  main.join(30_000);
+                } catch (InterruptedException e) {
+                  Thread.currentThread().interrupt();
+                }
+              });
+      Runtime.getRuntime().addShutdownHook(hook);
+      example.run(consumer);
     }
   }
 
