@@ -13,5 +13,11 @@ if [ "$(cat "$bin/.version" 2>/dev/null)" != "$NATS_SERVER" ]; then
 fi
 if [ -f clients/node/examples/nats/package.json ] && command -v npm >/dev/null; then
   # `file:../..` links the Node client, built by 30-node.sh (dist/); then the example itself.
-  (cd clients/node/examples/nats && npm install --no-audit --no-fund --silent && npm run --silent build)
+  (
+    cd clients/node/examples/nats
+    if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+      npm ci --silent --no-audit --no-fund
+    fi
+    npm run --silent build
+  )
 fi
