@@ -428,3 +428,15 @@ async def test_a_batch_refused_as_a_whole_is_resent_call_by_call(scripted_stream
     assert isinstance(bad, InvalidArgumentError)
     assert [v.field for v in bad.field_violations] == ["id"]  # as the unary call would say
     assert servicer.kinds == ["check", "check_batch", "check", "check", "check"]
+
+
+async def test_coalesced_messages_stay_small(scripted_stream: tuple[StreamScript, str]) -> None:
+    """Large commit results are split across messages, below gRPC's default message limit."""
+    servicer, target = scripted_stream
+    async with AsyncDedupClient(target) as client:
+        await client.check("ns", "warm-up")
+        big = b"r" * 300_000
+        results = await asyncio.gather(*(client.commit("ns", f"id-{n}", 7, result=big) for n in range(10)))
+    assert all(r.outcome is not None for r in results)
+    assert servicer.kinds[1:] == ["commit_batch"] * 3 + ["commit"]  # at most 1 MiB per message
+    assert servicer.batch_sizes == [3, 3, 3]

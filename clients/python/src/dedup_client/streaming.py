@@ -27,6 +27,7 @@ from dedup.v1 import dedup_pb2 as pb
 from dedup_client.errors import DedupError, FieldViolation, code_from_number, make_error
 
 MAX_COALESCED = 100
+MAX_COALESCED_BYTES = 1 << 20  # well under gRPC's default 4 MiB message limit (commit results can be large)
 STREAM_KINDS = {"Check": "check", "Claim": "claim", "Commit": "commit", "Release": "release", "Renew": "renew"}
 _BATCH_OF = {"check": "check_batch", "claim": "claim_batch", "commit": "commit_batch"}
 _INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -98,6 +99,20 @@ def _answers(calls: list[Pending], response: pb.StreamResponse) -> list[Answer]:
     return [mismatch] * len(calls)
 
 
+def _chunks(group: list[Pending]) -> list[list[Pending]]:
+    """Splits a group into messages of at most MAX_COALESCED items and about MAX_COALESCED_BYTES."""
+    chunks: list[list[Pending]] = [[]]
+    size = 0
+    for call in group:
+        item = call.request.ByteSize()
+        if chunks[-1] and (len(chunks[-1]) == MAX_COALESCED or size + item > MAX_COALESCED_BYTES):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(call)
+        size += item
+    return chunks
+
+
 class Framer:
     """Correlation ids, coalescing and routing for one stream. Thread-safe."""
 
@@ -119,7 +134,7 @@ class Framer:
         for n, call in enumerate(c for c in calls if c.live):
             key = (call.kind, call.request.namespace) if call.coalescible else n
             groups.setdefault(key, []).append(call)
-        chunks = [g[i : i + MAX_COALESCED] for g in groups.values() for i in range(0, len(g), MAX_COALESCED)]
+        chunks = [chunk for group in groups.values() for chunk in _chunks(group)]
         messages: list[pb.StreamRequest] = []
         with self._lock:
             closed = self._closed
