@@ -1,8 +1,9 @@
 // Package dedup is the Go client of the dedup sidecar: the same verbs as every
 // other language's client (Check, Claim, Commit, Release, Renew, Inspect,
 // Forget and the batch variants), deadlines from context.Context, retries only
-// where they are safe, W3C trace context propagation, and the effectively-once
-// helper Once.
+// where they are safe, W3C trace context propagation (unary calls), one
+// multiplexed Stream per client by default (WithTransport), the
+// effectively-once helper Once and the sink recipes MarkApplied and AdvanceFence.
 package dedup
 
 import (

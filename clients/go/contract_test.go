@@ -116,10 +116,32 @@ func TestContract(t *testing.T) {
 					client := dial(t, targetFor(t, sc.Target), tr)
 					direct := dial(t, targetFor(t, "sidecar"), tr)
 					newRun(tr.String()+"-"+sc.Name).play(t, client, direct, sc)
+					if tr == dedup.TransportStream && streamsOnSidecar(sc) && !dedup.StreamInUse(client) {
+						t.Fatal("the scenario's calls did not travel over the stream")
+					}
 				})
 			}
 		})
 	}
+}
+
+// streamsOnSidecar: the scenario talks to the live sidecar with calls the stream
+// carries (a Claim whose wait outlasts its deadline goes unary, by design).
+func streamsOnSidecar(sc scenario) bool {
+	if sc.Target != "" && sc.Target != "sidecar" {
+		return false
+	}
+	for _, st := range sc.Steps {
+		switch st.Op {
+		case "check", "commit", "release", "renew", "once", "concurrent_claims":
+			return true
+		case "claim":
+			if st.WaitMs == 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func dial(t *testing.T, target string, tr dedup.Transport) *dedup.Client {

@@ -181,7 +181,7 @@ func TestLeaseEnsure(t *testing.T) {
 			t.Errorf("cause %v", context.Cause(hctx))
 		}
 		return nil, nil
-	}, dedup.OnceLease(400*time.Millisecond), dedup.OnceRenewEvery(time.Minute))
+	}, dedup.OnceLease(1500*time.Millisecond), dedup.OnceRenewEvery(time.Minute)) // no renewal: it expires
 	if err != nil || o.Status != dedup.Processed { // re-claimed and committed
 		t.Fatalf("%+v %v", o, err)
 	}
@@ -223,6 +223,28 @@ func TestOutcomeActions(t *testing.T) {
 		if o.Action() != want || o.ShouldAck() != (want == dedup.Ack) {
 			t.Errorf("%q: %s %v", status, o.Action(), o.ShouldAck())
 		}
+	}
+}
+
+// The live sidecar serves the stream: the default transport does not fall back to unary.
+func TestLiveSidecarServesTheStream(t *testing.T) {
+	c, ctx := liveClient(t), context.Background()
+	if dedup.StreamInUse(c) {
+		t.Fatal("stream open before the first call")
+	}
+	if _, err := c.Check(ctx, ns, freshID()); err != nil {
+		t.Fatal(err)
+	}
+	if !dedup.StreamInUse(c) {
+		t.Fatal("the Check did not travel over the stream")
+	}
+	unary, err := dedup.New(os.Getenv("DEDUP_TARGET"), dedup.WithTransport(dedup.TransportUnary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unary.Close()
+	if _, err := unary.Check(ctx, ns, freshID()); err != nil || dedup.StreamInUse(unary) {
+		t.Fatalf("unary: %v", err)
 	}
 }
 

@@ -219,11 +219,11 @@ func TestStreamCoalescesPendingCalls(t *testing.T) {
 	}
 }
 
-// A Claim whose caller gave up (deadline) and that is answered ACQUIRED later
+// A Claim whose caller gave up (cancellation, or its deadline) and that is answered ACQUIRED later
 // is released by the client, so the id is not blocked for a whole lease.
 func TestStreamLateAcquiredIsReleased(t *testing.T) {
 	c, stub := fakeClient(t, false)
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
@@ -232,8 +232,9 @@ func TestStreamLateAcquiredIsReleased(t *testing.T) {
 	}()
 	f := next(t, stub.opened)
 	claim := next(t, f.sent)
-	if err := next(t, done); Code(err) != codes.DeadlineExceeded {
-		t.Fatalf("want DEADLINE_EXCEEDED, got %v", err)
+	cancel() // the caller gives up (as at its deadline) before the answer comes
+	if err := next(t, done); Code(err) != codes.Canceled {
+		t.Fatalf("want CANCELED, got %v", err)
 	}
 	f.recv <- &pb.StreamResponse{CorrelationId: claim.GetCorrelationId(), Response: &pb.StreamResponse_Claim{
 		Claim: &pb.ClaimResponse{Outcome: pb.ClaimOutcome_CLAIM_OUTCOME_ACQUIRED, FencingToken: 42}}}
@@ -362,4 +363,32 @@ type unaryCheck struct {
 func (u *unaryCheck) Check(context.Context, *pb.CheckRequest, ...grpc.CallOption) (*pb.CheckResponse, error) {
 	u.calls.Add(1)
 	return &pb.CheckResponse{Outcome: pb.CheckOutcome_CHECK_OUTCOME_NEW}, nil
+}
+
+// Each call keeps its own deadline on the shared stream: an unanswered call
+// fails with DEADLINE_EXCEEDED and the stream goes on serving the others.
+func TestStreamPerCallDeadline(t *testing.T) {
+	c, stub := fakeClient(t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.Check(ctx, "ns", []byte("never answered")); Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("want DEADLINE_EXCEEDED, got %v", err)
+	}
+	f := next(t, stub.opened)
+	done := make(chan error, 1)
+	go func() { _, err := c.Check(context.Background(), "ns", []byte("answered")); done <- err }()
+	for {
+		m := next(t, f.sent)
+		if string(m.GetCheck().GetId()) == "answered" {
+			f.recv <- &pb.StreamResponse{CorrelationId: m.GetCorrelationId(), Response: &pb.StreamResponse_Check{
+				Check: &pb.CheckResponse{Outcome: pb.CheckOutcome_CHECK_OUTCOME_NEW}}}
+			break
+		}
+	}
+	if err := next(t, done); err != nil {
+		t.Fatal(err)
+	}
+	if len(stub.opened) != 0 {
+		t.Fatal("a second stream was opened")
+	}
 }
