@@ -1,6 +1,7 @@
 """The Java client's own suite (`mvn -q verify` in clients/java: every contract
-scenario, EffectivelyOnce, trace propagation) and its example consumer, against
-this harness."""
+scenario over the stream transport and again over unary calls, EffectivelyOnce,
+the stream transport, the sink recipes, trace propagation) and its example
+consumer, against this harness."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
+import yaml
 
-from tests.contract.conftest import REPO
+from tests.contract.conftest import REPO, SCENARIOS
 
 JAVA_DIR = REPO / "clients" / "java"
 
@@ -34,13 +36,16 @@ def test_mvn_verify_passes(contract_env: dict[str, str]) -> None:
     )
     print(proc.stdout[-4000:], proc.stderr[-4000:])
     assert proc.returncode == 0, f"mvn verify failed:\n{proc.stdout[-8000:]}\n{proc.stderr[-4000:]}"
-    ran = 0
+    ran: dict[str, int] = {}
     for report in (JAVA_DIR / "target" / "surefire-reports").glob("TEST-*.xml"):
         suite = ET.parse(report).getroot()
         assert suite.get("failures") == "0"
         assert suite.get("errors") == "0"
-        ran += int(suite.get("tests", "0"))
-    assert ran >= 13, f"surefire ran {ran} tests"
+        assert suite.get("skipped") == "0"
+        ran[str(suite.get("name"))] = int(suite.get("tests", "0"))
+    scenarios = len(yaml.safe_load(SCENARIOS.read_text())["scenarios"])
+    assert ran.get("dev.dedup.client.ContractTest") == 2 * scenarios, f"every scenario, both transports: {ran}"
+    assert sum(ran.values()) >= 2 * scenarios + 20, f"surefire ran {ran}"
 
 
 @pytest.mark.timeout(300)
