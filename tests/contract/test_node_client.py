@@ -1,5 +1,6 @@
-"""The Node client's own suite (`npm test` in clients/node: every contract scenario,
-processOnce, trace propagation) and its example consumer, against this harness."""
+"""The Node client's own suite (`npm test` in clients/node: every contract scenario over the
+stream transport and again over unary calls, processOnce, the stream transport against scripted
+servers, the sink helpers on PGlite, trace propagation) and its example consumer, against this harness."""
 
 from __future__ import annotations
 

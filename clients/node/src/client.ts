@@ -32,6 +32,8 @@ export interface DedupClientOptions {
    * "unary": one unary call per operation.
    */
   transport?: "stream" | "unary";
+  /** Close the stream after this many ms without a call in flight (default 1000); the next call opens a new one. */
+  streamIdleMs?: number;
   channelOptions?: Partial<ClientOptions>;
 }
 
@@ -83,7 +85,7 @@ export class DedupClient {
     this.retry = options.retry ?? {};
     const transport = options.transport ?? "stream";
     if (transport !== "stream" && transport !== "unary") throw new TypeError(`transport must be "stream" or "unary", not ${String(transport)}`);
-    this.stream = transport === "stream" ? new StreamTransport(this.stub, this.waitForReady) : undefined;
+    this.stream = transport === "stream" ? new StreamTransport(this.stub, this.waitForReady, options.streamIdleMs ?? 1000) : undefined;
   }
 
   /** Ends the stream and the channel. Call it when done: an open stream keeps the process alive. */

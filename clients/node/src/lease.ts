@@ -39,12 +39,12 @@ export class Lease {
   constructor(
     private readonly client: DedupClient,
     private readonly spec: LeaseSpec,
-    grantedAt: number,
+    expiresAt: number,
   ) {
     this.namespace = spec.namespace;
     this.id = spec.id;
     this.token = spec.token;
-    this.expires = grantedAt + spec.durationMs;
+    this.expires = expiresAt;
   }
 
   /** Aborted (reason: a LeaseLostError) once the lease is found lost: stop work early. */

@@ -74,7 +74,6 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export async function processOnce(client: DedupClient, options: OnceOptions, handler: Handler): Promise<OnceOutcome> {
   const { namespace, id, fingerprint, leaseMs } = options;
   const waitMs = options.waitMs ?? DEFAULT_WAIT_MS;
-  const claimedAt = Date.now();
   const claim = await client.claim({ namespace, id, fingerprint, leaseMs, waitMs }, { deadlineMs: client.deadlineMs + waitMs });
   switch (claim.outcome) {
     case "DUPLICATE":
@@ -84,12 +83,15 @@ export async function processOnce(client: DedupClient, options: OnceOptions, han
     case "CONFLICT":
       return outcome("CONFLICT");
   }
-  // The lease's length as granted; the policy's when none was asked for.
-  const durationMs = leaseMs ?? Math.max(300, claim.leaseExpiresUnixMs - Date.now());
+  // The lease's length as granted (the policy's when none was asked for); it
+  // runs from now by our clock (the claim may have waited for a holder).
+  const now = Date.now();
+  const durationMs = leaseMs ?? Math.max(300, claim.leaseExpiresUnixMs - now);
+  const expiresAt = now + durationMs;
   const lease = new Lease(
     client,
     { namespace, id, token: claim.token, leaseMs, durationMs, renewEveryMs: options.renewEveryMs ?? durationMs / 3 },
-    claimedAt,
+    expiresAt,
   );
   lease.start();
   try {
@@ -102,7 +104,9 @@ export async function processOnce(client: DedupClient, options: OnceOptions, han
       await client.release({ namespace, id, token: claim.token }).catch(() => undefined); // the lease ends anyway
       throw err;
     }
-    return await commitAfterEffect(client, options, lease, result ?? undefined);
+    // Only strings and bytes are stored (a JavaScript caller may return anything: the effect is done, commit it).
+    const stored = typeof result === "string" || result instanceof Uint8Array ? result : undefined;
+    return await commitAfterEffect(client, options, lease, stored);
   } finally {
     await lease.stop();
   }
@@ -117,11 +121,10 @@ async function commitAfterEffect(
 ): Promise<OnceOutcome> {
   const { namespace, id, windowMs } = options;
   const stored = result === undefined ? undefined : Buffer.from(result);
+  // The first Commit goes whatever our clock says; retries only while the lease lasts.
   for (let backoff = BACKOFF_FIRST_MS; ; backoff = Math.min(BACKOFF_MAX_MS, backoff * 2)) {
-    const left = lease.expiresAt - Date.now();
-    if (left <= 0) break;
     try {
-      const deadlineMs = Math.max(100, Math.min(client.deadlineMs, left));
+      const deadlineMs = Math.max(100, Math.min(client.deadlineMs, lease.expiresAt - Date.now()));
       const r = await client.commit({ namespace, id, token: lease.token, result, windowMs }, { deadlineMs });
       if (r.outcome === "COMMITTED") return outcome("PROCESSED", { storedResult: stored, fencingToken: lease.token });
       lease.markLost();
@@ -129,7 +132,9 @@ async function commitAfterEffect(
     } catch (err) {
       if (!transient(err)) throw err;
     }
-    await sleep(Math.min(Math.random() * backoff, Math.max(0, lease.expiresAt - Date.now())));
+    const left = lease.expiresAt - Date.now();
+    if (left <= 0) break;
+    await sleep(Math.min(Math.random() * backoff, left));
   }
   // The lease ran out while the sidecar was unreachable: a last re-claim.
   return reclaimAndCommit(client, options, lease, result);

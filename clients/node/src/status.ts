@@ -28,7 +28,9 @@ export class DedupError extends Error {
   }
 
   static from(err: unknown, attempts = 1): DedupError {
-    if (err instanceof DedupError) return err;
+    if (err instanceof DedupError) {
+      return err.attempts === attempts ? err : new DedupError(err.code, err.details, err.fieldViolations, attempts);
+    }
     const se = err as Partial<ServiceError>;
     if (typeof se.code === "number") {
       const raw = se.metadata?.get("grpc-status-details-bin")?.[0];

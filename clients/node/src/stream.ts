@@ -68,10 +68,13 @@ export class StreamTransport {
   private flushScheduled = false;
   private closed = false;
   private readonly unsupported = new Set<StreamKind | "stream">();
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly stub: pb.DedupClient,
     private readonly waitForReady: boolean,
+    /** Close the stream after this long without a call (an open stream keeps the process alive). */
+    private readonly idleMs = 1000,
   ) {}
 
   /** False once the server answered that it does not carry `kind` (or any Stream at all). */
@@ -87,17 +90,18 @@ export class StreamTransport {
       const call: Call = {
         kind,
         req,
-        resolve: resolve as Call["resolve"],
-        reject,
+        resolve: (res) => {
+          resolve(res as StreamOps[K][1]);
+          this.whenIdle();
+        },
+        reject: (err) => {
+          reject(err);
+          this.whenIdle();
+        },
         settled: false,
         cleanup: () => undefined,
       };
-      const fail = (err: Error) => {
-        if (call.settled) return;
-        call.settled = true;
-        call.cleanup();
-        reject(err);
-      };
+      const fail = (err: Error) => settle(call, err);
       const timer = setTimeout(() => fail(new DedupError(Status.DEADLINE_EXCEEDED, "deadline exceeded (stream)")), Math.max(0, deadline - Date.now()));
       const onAbort = () => fail(cancelled(signal as AbortSignal));
       signal?.addEventListener("abort", onAbort, { once: true });
@@ -106,6 +110,8 @@ export class StreamTransport {
         signal?.removeEventListener("abort", onAbort);
       };
       this.queue.push(call);
+      clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
@@ -116,10 +122,29 @@ export class StreamTransport {
   /** Ends the stream; calls in flight fail with CANCELLED. */
   close(): void {
     this.closed = true;
+    clearTimeout(this.idleTimer);
     const call = this.call;
     this.call = undefined;
     this.failAll(new DedupError(Status.CANCELLED, "client closed"));
     call?.cancel();
+  }
+
+  /** No call waiting for an answer: close the stream after idleMs unless a call comes. */
+  private whenIdle(): void {
+    if (this.idleTimer !== undefined || this.call === undefined || !this.idle()) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (!this.idle()) return;
+      const call = this.call;
+      this.call = undefined;
+      this.inFlight.clear(); // only answers nobody waits for any more
+      call?.cancel();
+    }, this.idleMs);
+    this.idleTimer.unref();
+  }
+
+  private idle(): boolean {
+    return this.queue.length === 0 && [...this.inFlight.values()].every((f) => f.calls.every((c) => c.settled));
   }
 
   private flush(): void {
@@ -127,6 +152,10 @@ export class StreamTransport {
     const pending = this.queue.filter((c) => !c.settled);
     this.queue = [];
     if (pending.length === 0) return;
+    if (this.closed) {
+      for (const c of pending) settle(c, new DedupError(Status.CANCELLED, "client closed"));
+      return;
+    }
     const stream = this.open();
     const byKind = new Map<StreamKind, Call[]>();
     for (const c of pending) {

@@ -89,7 +89,7 @@ test("the handler sees a lost lease: lease.signal aborts with LeaseLostError, LE
     await client.forget({ namespace: ns, id });
     other = (await client.claim({ namespace: ns, id })).token;
     // The next heartbeat finds the lease gone.
-    await new Promise<void>((resolve) => lease.signal.addEventListener("abort", () => resolve(), { once: true }));
+    if (!lease.signal.aborted) await new Promise<void>((resolve) => lease.signal.addEventListener("abort", () => resolve(), { once: true }));
     assert.equal(lease.lost, true);
     assert.ok(lease.signal.reason instanceof LeaseLostError);
     await assert.rejects(lease.ensure(), LeaseLostError);
@@ -97,6 +97,15 @@ test("the handler sees a lost lease: lease.signal aborts with LeaseLostError, LE
   });
   assert.deepEqual([outcome.status, outcome.action, outcome.shouldAck], ["LEASE_LOST", "ACK", true]);
   assert.equal((await client.commit({ namespace: ns, id, token: other })).outcome, "COMMITTED");
+});
+
+test("a handler value that is neither string nor bytes is not stored, and the effect is still committed", async () => {
+  const id = freshId();
+  const handler = (async () => ({ receipt: 1 })) as unknown as Parameters<typeof processOnce>[2];
+  const outcome = await processOnce(client, { namespace: ns, id }, handler);
+  assert.equal(outcome.status, "PROCESSED");
+  assert.equal(outcome.storedResult, undefined);
+  assert.equal((await client.inspect({ namespace: ns, id })).state, "DONE");
 });
 
 test("the active span's W3C trace context goes into the request metadata", () => {

@@ -138,6 +138,8 @@ test("a broken stream fails calls in flight with UNAVAILABLE: Claim is retried o
     if (r?.$case === "claim") call.write({ correlationId: m.correlationId, response: { $case: "claim", value: ACQUIRED(9n) } });
   });
   assert.equal((await client.claim(item)).token, 9n);
+  const down = await serve((_m, call) => call.emit("error", { code: Status.UNAVAILABLE, details: "going away" }));
+  await assert.rejects(down.client.claim(item), (e: unknown) => e instanceof DedupError && e.codeName === "UNAVAILABLE" && e.attempts === 4);
   const fresh = await serve((m, call) => call.emit("error", { code: Status.UNAVAILABLE, details: `going away ${m.correlationId}` }));
   await assert.rejects(fresh.client.check(item), (e: unknown) => e instanceof DedupError && e.codeName === "UNAVAILABLE" && e.attempts === 1);
   assert.equal(streams, 1);
@@ -186,4 +188,12 @@ test("a Claim whose wait_ms reaches past the deadline goes unary (the server end
   assert.equal(messages.length, 1);
   const sent = messages[0].request;
   assert.equal(sent?.$case === "claim" && sent.value.waitMs, 500n);
+});
+
+test("close() fails calls not yet sent with CANCELLED and opens no stream", async () => {
+  const { client, messages } = await serve(() => undefined);
+  const pending = client.check(item);
+  client.close();
+  await assert.rejects(pending, (e: unknown) => e instanceof DedupError && e.codeName === "CANCELLED");
+  assert.equal(messages.length, 0);
 });
