@@ -110,28 +110,21 @@ func (c *consumer) handle(ctx context.Context, r *kgo.Record) (verdict, error) {
 	}
 	c.ev.log("outcome", map[string]any{"id": o.ID, "status": string(outcome.Status), "token": outcome.FencingToken,
 		"partition": r.Partition, "offset": r.Offset})
-	switch outcome.Status {
-	case dedup.Processed, dedup.Duplicate:
-		var s stored
-		if err := json.Unmarshal(outcome.StoredResult, &s); err != nil {
-			return abort, fmt.Errorf("stored result of %s: %w", o.ID, err)
-		}
-		if outcome.Status == dedup.Duplicate && !s.names(r) {
-			c.ev.log("skip", map[string]any{"id": o.ID, "emitter": fmt.Sprintf("%s/%d/%d", s.Topic, s.Partition, s.Offset)})
-			return keep, nil // a duplicate publish: the record named in the result emits
-		}
-		c.produce(ctx, &kgo.Record{Topic: c.out, Key: []byte(o.ID), Value: s.Output,
+	next, output, why, err := decide(outcome, r)
+	switch next {
+	case emit:
+		c.produce(ctx, &kgo.Record{Topic: c.out, Key: []byte(o.ID), Value: output,
 			Headers: []kgo.RecordHeader{{Key: "message-id", Value: []byte(o.ID)}}})
 		c.ev.log("emit", map[string]any{"id": o.ID, "partition": r.Partition, "offset": r.Offset})
 		return keep, nil
-	case dedup.LeaseLost: // the holder that took over stores its own record and emits; alert: lease too short
-		c.ev.log("skip", map[string]any{"id": o.ID, "why": "lease lost"})
+	case skip:
+		c.ev.log("skip", map[string]any{"id": o.ID, "why": why})
 		return keep, nil
-	case dedup.Conflict: // the same id with other content: an upstream bug
+	case deadLetter:
 		c.produce(ctx, &kgo.Record{Topic: c.dead, Key: r.Key, Value: r.Value, Headers: r.Headers})
 		return keep, nil
-	default: // IN_PROGRESS after the claim's wait: another consumer still holds it
-		return abort, nil
+	default:
+		return abort, err
 	}
 }
 
