@@ -67,9 +67,9 @@ def build(out: Path) -> Path:
     return binary
 
 
-def read_out(binary: Path, brokers: str) -> list[dict[str, Any]]:
+def read_out(binary: Path, brokers: str, idle: str = "3s") -> list[dict[str, Any]]:
     done = subprocess.run(
-        [str(binary), "read-out", "-brokers", brokers, "-idle", "3s"],
+        [str(binary), "read-out", "-brokers", brokers, "-idle", idle],
         capture_output=True,
         text=True,
         timeout=300,
@@ -138,7 +138,7 @@ def test_kafka_read_process_write_under_chaos(services: tuple[KafkaProcess, Post
         consumers.stop()
         sidecar.stop()
         redis.close()
-    out = read_out(binary, broker.bootstrap)
+    out = read_out(binary, broker.bootstrap, idle="10s")
     ids = [f"order-{n}" for n in range(MESSAGES)]
     tx_rows, outputs = effects(pg.dsn)
     events = read_events([s.events for s in [*consumers.slots]])
