@@ -161,8 +161,22 @@ public final class KafkaConsumerExample {
 
   private Verdict handle(ConsumerRecord<byte[], byte[]> r) throws IOException {
     Header header = r.headers().lastHeader("message-id");
-    JsonNode order = JSON.readTree(r.value());
-    String id = header != null ? new String(header.value(), StandardCharsets.UTF_8) : order.path("id").asText();
+    JsonNode order;
+    try {
+      order = JSON.readTree(r.value());
+    } catch (IOException e) {
+      order = null;
+    }
+    String id;
+    if (header != null) {
+      id = new String(header.value(), StandardCharsets.UTF_8);
+    } else {
+      id = order == null ? "" : order.path("id").asText();
+    }
+    if (order == null || id.isEmpty()) { // a poison record goes to the dead letters, its offset is committed
+      producer.send(new ProducerRecord<>(opts.get("in") + ".dead", r.key(), r.value()));
+      return Verdict.KEEP;
+    }
     ClaimRequest claim =
         ClaimRequest.newBuilder()
             .setNamespace(opts.get("namespace"))
@@ -170,8 +184,9 @@ public final class KafkaConsumerExample {
             .setLeaseMs(LEASE_MS)
             .build();
     EffectivelyOnce.Outcome outcome;
+    JsonNode parsed = order;
     try {
-      outcome = once.process(claim, lease -> apply(r, id, order, lease));
+      outcome = once.process(claim, lease -> apply(r, id, parsed, lease));
     } catch (Exception e) { // released (handler error) or the sidecar unreachable: redeliver
       event("error", Map.of("id", id, "kind", e.getClass().getSimpleName(), "msg", String.valueOf(e.getMessage())));
       return Verdict.ABORT;
