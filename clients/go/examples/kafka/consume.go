@@ -24,7 +24,8 @@ const (
 	maxPoll     = 50                     // records per transaction
 )
 
-// stored is the result committed to the sidecar: the output and the record that emits it.
+// stored is the result committed to the sidecar: the output and the record that emits it
+// (the record that applied the effect first).
 type stored struct {
 	Topic     string          `json:"topic"`
 	Partition int32           `json:"partition"`
@@ -61,8 +62,9 @@ const (
 )
 
 // apply is the handler: the effect and dedup_applied in one PostgreSQL
-// transaction; the output is the effect row's (written once, read back by any
-// later holder), so every holder stores the same bytes.
+// transaction. The first application records the output and this record as
+// its emitter; any later holder (a redelivery, a duplicate publish, even after
+// the sidecar's window) reads both back, so every holder stores the same result.
 func (c *consumer) apply(ctx context.Context, r *kgo.Record, o order, lease *dedup.Lease) ([]byte, error) {
 	token := lease.Token()
 	c.ev.log("claimed", map[string]any{"id": o.ID, "token": token, "partition": r.Partition, "offset": r.Offset})
@@ -75,14 +77,16 @@ func (c *consumer) apply(ctx context.Context, r *kgo.Record, o order, lease *ded
 	if err != nil {
 		return nil, err
 	}
+	s := stored{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 	var output []byte
 	if first {
 		output, _ = json.Marshal(map[string]any{"id": o.ID, "charged": o.Amount, "by": c.name, "token": token})
-		_, err = tx.ExecContext(ctx,
-			"INSERT INTO kafka_effect (id, token, consumer, output) VALUES ($1, $2, $3, $4)",
-			o.ID, int64(token), c.name, string(output))
+		_, err = tx.ExecContext(ctx, `INSERT INTO kafka_effect (id, token, consumer, output, emitter_topic,
+			emitter_partition, emitter_offset) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			o.ID, int64(token), c.name, string(output), r.Topic, r.Partition, r.Offset)
 	} else {
-		err = tx.QueryRowContext(ctx, "SELECT output FROM kafka_effect WHERE id = $1", o.ID).Scan(&output)
+		err = tx.QueryRowContext(ctx, `SELECT output, emitter_topic, emitter_partition, emitter_offset
+			FROM kafka_effect WHERE id = $1`, o.ID).Scan(&output, &s.Topic, &s.Partition, &s.Offset)
 	}
 	if err != nil {
 		return nil, err
@@ -91,7 +95,8 @@ func (c *consumer) apply(ctx context.Context, r *kgo.Record, o order, lease *ded
 		return nil, err
 	}
 	c.ev.log("tx", map[string]any{"id": o.ID, "token": token, "first": first})
-	return json.Marshal(stored{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Output: output})
+	s.Output = output
+	return json.Marshal(s)
 }
 
 // handle runs one record through the helper and adds its output (if any) to the Kafka transaction.

@@ -18,10 +18,12 @@ const (
 	rewind                 // abort the transaction: the record comes back
 )
 
-// decide is the rule of ADR 0100: emit for PROCESSED, and for a DUPLICATE whose stored result
-// names this very record (its earlier transaction did not commit); nothing for a DUPLICATE naming
-// another record (a duplicate publish) or LEASE_LOST (the holder that took over emits); abort for
-// IN_PROGRESS. It returns the output to emit, or why nothing is emitted.
+// decide is the rule of ADR 0100. The stored result names the one input record that emits the
+// output (the record that applied the effect first). PROCESSED or DUPLICATE naming this very
+// record: emit (again, if an earlier transaction of it did not commit); naming another record
+// (a duplicate publish, a re-send after the window): emit nothing. LEASE_LOST: our commit was not
+// recorded, so we cannot tell which record the final result names: abort, and the redelivery
+// reads it. IN_PROGRESS: abort. It returns the output to emit, or why nothing is emitted.
 func decide(outcome dedup.Outcome, r *kgo.Record) (step, []byte, string, error) {
 	switch outcome.Status {
 	case dedup.Processed, dedup.Duplicate:
@@ -30,14 +32,14 @@ func decide(outcome dedup.Outcome, r *kgo.Record) (step, []byte, string, error) 
 			return rewind, nil, "", fmt.Errorf("stored result %q: not {topic, partition, offset, output} (%v)",
 				outcome.StoredResult, err)
 		}
-		if outcome.Status == dedup.Duplicate && !s.names(r) {
-			return skip, nil, fmt.Sprintf("duplicate of %s/%d/%d", s.Topic, s.Partition, s.Offset), nil
+		if !s.names(r) {
+			return skip, nil, fmt.Sprintf("emitted by %s/%d/%d", s.Topic, s.Partition, s.Offset), nil
 		}
 		return emit, s.Output, "", nil
-	case dedup.LeaseLost:
-		return skip, nil, "lease lost", nil
 	case dedup.Conflict:
 		return deadLetter, nil, "conflict", nil
+	case dedup.LeaseLost:
+		return rewind, nil, "lease lost", nil
 	default: // IN_PROGRESS after the claim's wait: another consumer still holds it
 		return rewind, nil, "in progress", nil
 	}

@@ -29,7 +29,8 @@ func TestDecide(t *testing.T) {
 		{"duplicate at another offset is skipped", dedup.Outcome{Status: dedup.Duplicate, StoredResult: result(t, "in", 2, 39)}, skip},
 		{"duplicate in another partition is skipped", dedup.Outcome{Status: dedup.Duplicate, StoredResult: result(t, "in", 1, 40)}, skip},
 		{"duplicate from another topic is skipped", dedup.Outcome{Status: dedup.Duplicate, StoredResult: result(t, "other", 2, 40)}, skip},
-		{"lease lost emits nothing", dedup.Outcome{Status: dedup.LeaseLost, StoredResult: result(t, "in", 2, 40)}, skip},
+		{"processed naming another record (the first applier) is skipped", dedup.Outcome{Status: dedup.Processed, StoredResult: result(t, "in", 0, 7)}, skip},
+		{"lease lost aborts (the redelivery reads the final result)", dedup.Outcome{Status: dedup.LeaseLost, StoredResult: result(t, "in", 2, 40)}, rewind},
 		{"conflict goes to the dead letters", dedup.Outcome{Status: dedup.Conflict}, deadLetter},
 		{"in progress aborts", dedup.Outcome{Status: dedup.InProgress}, rewind},
 	}

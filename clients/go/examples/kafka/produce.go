@@ -21,6 +21,8 @@ func produceMain(args []string) error {
 	count := fs.Int("count", 1000, "orders to publish (ids order-0 .. order-N-1)")
 	dupRate := fs.Float64("dup-rate", 0.05, "share of orders published twice")
 	rate := fs.Float64("rate", 200, "orders per second (0: as fast as possible)")
+	lateRate := fs.Float64("late-rate", 0, "share of orders re-sent once more at the end, after -late-after")
+	lateAfter := fs.Duration("late-after", 0, "pause before the late re-sends")
 	seed := fs.Uint64("seed", 1, "random seed")
 	_ = fs.Parse(args)
 	ctx := context.Background()
@@ -36,6 +38,7 @@ func produceMain(args []string) error {
 	rng := rand.New(rand.NewPCG(*seed, 14))
 	started := time.Now()
 	dups := 0
+	var late []*kgo.Record
 	for n := range *count {
 		if *rate > 0 {
 			time.Sleep(time.Until(started.Add(time.Duration(float64(n) / *rate * float64(time.Second)))))
@@ -52,7 +55,18 @@ func produceMain(args []string) error {
 				return fmt.Errorf("produce %s: %w", id, err)
 			}
 		}
+		if rng.Float64() < *lateRate {
+			late = append(late, &kgo.Record{Key: []byte(id), Value: value,
+				Headers: []kgo.RecordHeader{{Key: "message-id", Value: []byte(id)}}})
+		}
 	}
-	fmt.Printf("published %d orders, %d of them twice, in %.1fs\n", *count, dups, time.Since(started).Seconds())
+	time.Sleep(*lateAfter)
+	for _, r := range late {
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			return fmt.Errorf("produce %s: %w", r.Key, err)
+		}
+	}
+	fmt.Printf("published %d orders, %d of them twice, %d re-sent after %s, in %.1fs\n", *count, dups, len(late),
+		*lateAfter, time.Since(started).Seconds())
 	return nil
 }

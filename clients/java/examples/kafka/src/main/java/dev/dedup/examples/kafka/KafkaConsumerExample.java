@@ -50,14 +50,16 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *
  * <p>Per record of topic {@code in}: the helper claims the order id, the handler applies the
  * transactional sink recipe (Sinks.markApplied + the effect row in one PostgreSQL transaction)
- * and returns the stored result {topic, partition, offset, output}; then the outcome decides:
+ * and returns the stored result {topic, partition, offset, output} (the output and the record
+ * that emits it, both kept in the effect row); then the outcome decides:
  *
  * <ul>
- *   <li>PROCESSED: send the output to {@code out} in the transaction;
- *   <li>DUPLICATE whose result names this very record: an earlier attempt's Kafka transaction did
- *       not commit, so send the stored output again;
- *   <li>DUPLICATE naming another record (a duplicate publish), LEASE_LOST: send nothing;
- *   <li>IN_PROGRESS or an error: abort the transaction, seek back to the committed offsets;
+ *   <li>PROCESSED or DUPLICATE whose result names this very record (the record that applied the
+ *       effect first): send the stored output (again, if an earlier transaction of it aborted);
+ *   <li>PROCESSED or DUPLICATE naming another record (a duplicate publish, a re-send after the
+ *       window): send nothing;
+ *   <li>LEASE_LOST, IN_PROGRESS or an error: abort the transaction, seek back to the committed
+ *       offsets;
  *   <li>CONFLICT: copy the record to {@code <in>.dead}.
  * </ul>
  *
@@ -111,12 +113,17 @@ public final class KafkaConsumerExample {
     }
   }
 
-  /** The handler: the effect and dedup_applied in one transaction; every holder stores the same output. */
+  /**
+   * The handler: the effect and dedup_applied in one transaction. The first application records the
+   * output and this record as its emitter; a later holder reads both back, so every holder stores
+   * the same result.
+   */
   private byte[] apply(ConsumerRecord<byte[], byte[]> r, String id, JsonNode order, Lease lease)
       throws SQLException, IOException {
     long token = lease.token();
     event("claimed", Map.of("id", id, "token", token, "partition", r.partition(), "offset", r.offset()));
     db.setAutoCommit(false);
+    ObjectNode stored = JSON.createObjectNode();
     String output;
     boolean first;
     try {
@@ -129,19 +136,32 @@ public final class KafkaConsumerExample {
         out.put("token", token);
         output = JSON.writeValueAsString(out);
         try (PreparedStatement insert =
-            db.prepareStatement("INSERT INTO kafka_effect (id, token, consumer, output) VALUES (?, ?, ?, ?)")) {
+            db.prepareStatement(
+                "INSERT INTO kafka_effect (id, token, consumer, output, emitter_topic, emitter_partition,"
+                    + " emitter_offset) VALUES (?, ?, ?, ?, ?, ?, ?)")) {
           insert.setString(1, id);
           insert.setLong(2, token);
           insert.setString(3, opts.get("name"));
           insert.setString(4, output);
+          insert.setString(5, r.topic());
+          insert.setInt(6, r.partition());
+          insert.setLong(7, r.offset());
           insert.executeUpdate();
         }
+        stored.put("topic", r.topic());
+        stored.put("partition", r.partition());
+        stored.put("offset", r.offset());
       } else {
-        try (PreparedStatement select = db.prepareStatement("SELECT output FROM kafka_effect WHERE id = ?")) {
+        try (PreparedStatement select =
+            db.prepareStatement(
+                "SELECT output, emitter_topic, emitter_partition, emitter_offset FROM kafka_effect WHERE id = ?")) {
           select.setString(1, id);
           try (ResultSet rs = select.executeQuery()) {
             rs.next();
             output = rs.getString(1);
+            stored.put("topic", rs.getString(2));
+            stored.put("partition", rs.getInt(3));
+            stored.put("offset", rs.getLong(4));
           }
         }
       }
@@ -151,10 +171,6 @@ public final class KafkaConsumerExample {
       throw e;
     }
     event("tx", Map.of("id", id, "token", token, "first", first));
-    ObjectNode stored = JSON.createObjectNode();
-    stored.put("topic", r.topic());
-    stored.put("partition", r.partition());
-    stored.put("offset", r.offset());
     stored.set("output", JSON.readTree(output));
     return JSON.writeValueAsBytes(stored);
   }
@@ -202,9 +218,10 @@ public final class KafkaConsumerExample {
             stored.path("topic").asText().equals(r.topic())
                 && stored.path("partition").asInt() == r.partition()
                 && stored.path("offset").asLong() == r.offset();
-        if (outcome.status() == EffectivelyOnce.Status.DUPLICATE && !mine) {
-          event("skip", Map.of("id", id, "emitter", stored.path("partition") + "/" + stored.path("offset")));
-          return Verdict.KEEP; // a duplicate publish: the record named in the result emits
+        if (!mine) { // a duplicate publish or a re-send after the window: the record named in the result emits
+          String emitter = stored.path("partition") + "/" + stored.path("offset");
+          event("skip", Map.of("id", id, "why", "emitted by " + emitter));
+          return Verdict.KEEP;
         }
         ProducerRecord<byte[], byte[]> out =
             new ProducerRecord<>(opts.get("out"), id.getBytes(StandardCharsets.UTF_8),
@@ -214,9 +231,8 @@ public final class KafkaConsumerExample {
         event("emit", Map.of("id", id, "partition", r.partition(), "offset", r.offset()));
         return Verdict.KEEP;
       }
-      case LEASE_LOST -> { // the holder that took over stores its own record and emits; alert
-        event("skip", Map.of("id", id, "why", "lease lost"));
-        return Verdict.KEEP;
+      case LEASE_LOST -> { // our commit was not recorded: the redelivery reads the final result; alert
+        return Verdict.ABORT;
       }
       case CONFLICT -> { // the same id with other content: an upstream bug
         producer.send(new ProducerRecord<>(opts.get("in") + ".dead", r.key(), r.value()));
