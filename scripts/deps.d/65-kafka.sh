@@ -7,11 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 libs=.tools/kafka/libs
-stamp="$libs/.pom-$(sha256sum tests/support/kafka/pom.xml | cut -c1-16)"
+stamp="$libs/.pom-$(sha256sum tests/support/kafka-libs.pom.xml | cut -c1-16)"
 if [ ! -e "$stamp" ]; then
   rm -rf "$libs"
   mkdir -p "$libs"
-  mvn -B -q -Dstyle.color=never -f tests/support/kafka/pom.xml dependency:copy-dependencies \
+  mvn -B -q -Dstyle.color=never -f tests/support/kafka-libs.pom.xml dependency:copy-dependencies \
     -DoutputDirectory="$PWD/$libs" -DincludeScope=runtime
   touch "$stamp"
 fi
