@@ -7,7 +7,6 @@ a server in tests/integration/ and beyond.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
