@@ -17,11 +17,9 @@ class ChildProcessInUnitTest(AssertionError):
 
 
 @pytest.fixture(autouse=True)
-def _no_child_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_child_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> None:
-        raise ChildProcessInUnitTest(
-            f"unit tests are hermetic: no child process ({args[1] if len(args) > 1 else args})"
-        )
+        command = args[1] if len(args) > 1 else kwargs.get("args")
+        raise ChildProcessInUnitTest(f"unit tests are hermetic: no child process ({command})")
 
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
-    yield
