@@ -206,3 +206,28 @@ func TestHelperReleasesOnlyWhenTheHandlerFails(t *testing.T) {
 		t.Fatalf("%+v %v calls %v", o, err, calls)
 	}
 }
+
+// A renewal the sidecar granted whose answer arrives a whole lease later (the
+// consumer was frozen, or the network held the reply) proves nothing about
+// now: Ensure reports the lease lost instead of letting an unfenced effect run.
+func TestEnsureWhoseAnswerOutlivedTheLeaseSaysLost(t *testing.T) {
+	const lease = 600 * time.Millisecond
+	s := &rulesServer{
+		claim:  func(int) (*pb.ClaimResponse, error) { return acquired(7, lease) },
+		commit: func(int, uint64) (*pb.CommitResponse, error) { return committed() },
+		renew: func(int) (*pb.RenewResponse, error) {
+			time.Sleep(lease + 300*time.Millisecond) // the answer is held past the lease
+			return &pb.RenewResponse{Outcome: pb.RenewOutcome_RENEW_OUTCOME_RENEWED,
+				LeaseExpiresUnixMs: time.Now().Add(lease).UnixMilli()}, nil
+		},
+	}
+	c := rules(t, s)
+	var ensured error
+	_, _ = c.Once(context.Background(), "ns", []byte("id"), func(ctx context.Context, l *dedup.Lease) ([]byte, error) {
+		ensured = l.Ensure(ctx)
+		return nil, nil
+	}, dedup.OnceLease(lease), dedup.OnceRenewEvery(time.Minute))
+	if !errors.Is(ensured, dedup.ErrLeaseLost) {
+		t.Fatalf("Ensure after a renewal answered a lease too late: %v", ensured)
+	}
+}

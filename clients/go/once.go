@@ -127,8 +127,16 @@ func (l *Lease) Ensure(ctx context.Context) error {
 		l.markLost()
 		return ErrLeaseLost
 	}
+	start := time.Now()
 	err := l.renew(ctx)
 	if err != nil && l.Lost() {
+		return ErrLeaseLost
+	}
+	if err == nil && time.Since(start) >= l.length {
+		// The sidecar renewed the lease, but its answer reached us a whole lease later
+		// (this process was paused, or the network held it): the renewal may have
+		// ended already, so the lease counts as lost (monotonic clock, no skew).
+		l.markLost()
 		return ErrLeaseLost
 	}
 	return err

@@ -37,39 +37,33 @@ class ChaosLog:
         return out
 
 
-class Chaos:
-    def __init__(
-        self,
-        seed: int,
-        duration_s: float,
-        lease_s: float,
-        consumers: Consumers,
-        sidecar: Sidecar,
-        redis: RedisProcess,
-    ) -> None:
+class FaultSchedule:
+    """Seeded faults on a schedule: a consumer SIGKILLed every 2-4 s (the supervisor restarts it)
+    and one-off faults at fractions of the run (`plan`); every fault logged with its time."""
+
+    def __init__(self, seed: int, duration_s: float, consumers: Consumers, sidecar: Sidecar) -> None:
         self.rng = random.Random(seed)
         self.duration_s = duration_s
-        self.lease_s = lease_s
         self.consumers = consumers
         self.sidecar = sidecar
-        self.redis = redis
         self.log = ChaosLog()
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.started = 0.0
+
+    def plan(self) -> list[tuple[float, Callable[[], None]]]:
+        """(seconds after the start, fault) pairs."""
+        return []
+
+    def may_kill(self, slot: Slot) -> bool:
+        return slot.alive()
 
     def start(self) -> None:
-        d = self.duration_s
-        plan: list[tuple[float, Callable[[], None]]] = [
-            (0.15 * d, self._sidecar_sigterm),
-            (0.30 * d, self._pause_after_claim),
-            (0.50 * d, self._redis_restart),
-            (0.70 * d, self._sidecar_sigkill),
-        ]
         self._threads = [threading.Thread(target=self._killer, name="chaos-kill", daemon=True)]
         self._threads += [
             threading.Thread(target=self._at, args=(at, fault), name=f"chaos-{fault.__name__}", daemon=True)
-            for at, fault in plan
+            for at, fault in self.plan()
         ]
         self.started = time.monotonic()
         for thread in self._threads:
@@ -100,22 +94,52 @@ class Chaos:
             if time.monotonic() - self.started > self.duration_s:
                 return
             with self.consumers.locked():
-                candidates = [s for s in self.consumers.slots if s.alive() and not s.paused]
+                candidates = [s for s in self.consumers.slots if self.may_kill(s)]
                 if not candidates:
                     continue
                 slot = rng.choice(candidates)
                 pid = slot.signal(signal.SIGKILL)
-                slot.process.wait()  # type: ignore[union-attr]
+                assert slot.process is not None
+                slot.process.wait()
                 self.log.add("consumer_sigkill", consumer=slot.names[pid], pid=pid)
-
-    def _sidecar_sigterm(self) -> None:
-        self.log.add("sidecar_sigterm")
-        self.sidecar.restart(signal.SIGTERM)
-        self.log.add("sidecar_up")
 
     def _sidecar_sigkill(self) -> None:
         self.log.add("sidecar_sigkill")
         self.sidecar.restart(signal.SIGKILL)
+        self.log.add("sidecar_up")
+
+
+class Chaos(FaultSchedule):
+    """The RabbitMQ pipeline's faults (module docstring)."""
+
+    def __init__(
+        self,
+        seed: int,
+        duration_s: float,
+        lease_s: float,
+        consumers: Consumers,
+        sidecar: Sidecar,
+        redis: RedisProcess,
+    ) -> None:
+        super().__init__(seed, duration_s, consumers, sidecar)
+        self.lease_s = lease_s
+        self.redis = redis
+
+    def plan(self) -> list[tuple[float, Callable[[], None]]]:
+        d = self.duration_s
+        return [
+            (0.15 * d, self._sidecar_sigterm),
+            (0.30 * d, self._pause_after_claim),
+            (0.50 * d, self._redis_restart),
+            (0.70 * d, self._sidecar_sigkill),
+        ]
+
+    def may_kill(self, slot: Slot) -> bool:
+        return slot.alive() and not slot.paused  # the paused holder is the SIGSTOP fault's
+
+    def _sidecar_sigterm(self) -> None:
+        self.log.add("sidecar_sigterm")
+        self.sidecar.restart(signal.SIGTERM)
         self.log.add("sidecar_up")
 
     def _redis_restart(self) -> None:

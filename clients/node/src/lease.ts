@@ -68,8 +68,13 @@ export class Lease {
    * could not say). Call it right before an effect that cannot be fenced.
    */
   async ensure(): Promise<void> {
+    if (!this.lost && Date.now() >= this.expires) this.markLost(); // its time ran out (e.g. a paused process)
     if (this.lost) throw new LeaseLostError(this.token);
+    const started = performance.now();
     await this.renew(this.client.deadlineMs);
+    // A renewal whose answer arrived a whole lease after it was asked (the process
+    // was paused, the network held it) proves nothing about now: count it lost.
+    if (!this.lost && performance.now() - started >= this.spec.durationMs) this.markLost();
     if (this.lost) throw new LeaseLostError(this.token);
   }
 

@@ -6,17 +6,19 @@ import { strict as assert } from "node:assert";
 import { after, test } from "node:test";
 import { Server, ServerCredentials, status as Status, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
 import * as pb from "../src/gen/dedup/v1/dedup";
-import { DedupClient, DedupError, processOnce } from "../src";
+import { DedupClient, DedupError, LeaseLostError, processOnce } from "../src";
 
 type Script = {
   claim: (n: number) => pb.ClaimResponse | undefined;
   commit: (req: pb.CommitRequest) => pb.CommitResponse | undefined;
+  /** Renew answers RENEWED after this many ms (undefined: UNAVAILABLE at once). */
+  renewAfterMs?: number;
 };
 
 const cleanups: (() => void)[] = [];
 after(() => cleanups.forEach((c) => c()));
 
-/** A server answering per `script` (undefined: UNAVAILABLE); Renew is always UNAVAILABLE; calls are counted. */
+/** A server answering per `script` (undefined: UNAVAILABLE); Renew is UNAVAILABLE unless scripted; calls are counted. */
 async function serve(script: Script) {
   const calls: Record<string, number> = {};
   const count = (name: string) => (calls[name] = (calls[name] ?? 0) + 1);
@@ -32,7 +34,9 @@ async function serve(script: Script) {
     },
     renew: (_call: ServerUnaryCall<pb.RenewRequest, pb.RenewResponse>, cb: sendUnaryData<pb.RenewResponse>) => {
       count("renew");
-      reply(cb, undefined);
+      const renewed = pb.RenewResponse.fromPartial({ outcome: pb.RenewOutcome.RENEW_OUTCOME_RENEWED });
+      if (script.renewAfterMs === undefined) reply(cb, undefined);
+      else setTimeout(() => reply(cb, renewed), script.renewAfterMs);
     },
     release: (_call: ServerUnaryCall<pb.ReleaseRequest, pb.ReleaseResponse>, cb: sendUnaryData<pb.ReleaseResponse>) => {
       count("release");
@@ -91,4 +95,18 @@ test("unreachable for the whole lease after the effect: Commit retried until the
   assert.ok(Date.now() - started >= 350, `gave up after ${Date.now() - started} ms of a 400 ms lease`);
   assert.ok((calls.commit ?? 0) > 4, `commit sent ${calls.commit} times`);
   assert.equal(calls.release, undefined);
+});
+
+test("ensure() whose renewal was answered a whole lease later (a paused process) says the lease is lost", async () => {
+  const { client } = await serve({ claim: () => acquired(5n), commit: () => COMMITTED, renewAfterMs: 600 });
+  let ensured: unknown;
+  await processOnce(client, { namespace: "ns", id: "a", leaseMs: 400, renewEveryMs: 60_000 }, async (lease) => {
+    ensured = await lease.ensure().then(
+      () => "ok",
+      (err: unknown) => err,
+    );
+    assert.ok(lease.lost);
+    return "r";
+  });
+  assert.ok(ensured instanceof LeaseLostError, `ensure() gave ${String(ensured)}`);
 });

@@ -63,10 +63,18 @@ public final class Lease {
    * {@link DedupException} if the sidecar could not answer.
    */
   public void ensure() {
-    if (lost.get()) {
+    if (lost.get() || remainingMs() == 0) { // its time ran out (e.g. a paused process)
+      markLost();
       throw new LeaseLostException(token);
     }
+    long started = System.nanoTime();
     if (!renew(client)) {
+      throw new LeaseLostException(token);
+    }
+    // A renewal whose answer arrived a whole lease after it was asked (the process was paused, the
+    // network held it) proves nothing about now: the lease counts as lost.
+    if (System.nanoTime() - started >= TimeUnit.MILLISECONDS.toNanos(leaseMs)) {
+      markLost();
       throw new LeaseLostException(token);
     }
   }
