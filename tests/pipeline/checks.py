@@ -23,6 +23,7 @@ EXPECTED_CAUSES = frozenset(
         "holder paused (SIGSTOP) past its lease after its effect; another holder took over",
         "Commit not recorded: the sidecar or Redis was unreachable",
         "lease lost before Commit (sidecar or Redis outage longer than the lease)",
+        "holder paused (SIGSTOP) between its lease check and its plain effect",
     }
 )
 
@@ -102,6 +103,27 @@ def cause_of_repeat(earlier: Row, events: dict[str, list[dict[str, Any]]], chaos
     return f"unexplained: the earlier holder's outcome was {first['status']} (a recorded Commit was repeated)"
 
 
+def cause_of_stale_write(stale: Row, events: dict[str, list[dict[str, Any]]], chaos: list[dict[str, Any]]) -> str:
+    """Why a holder with an older token wrote its plain effect after a newer one: the only expected
+    cause is a pause that began after its `ensure()` succeeded and ended after its lease (no check
+    can close that window; a fenced or transactional sink does)."""
+    mine = [e for e in events.get(stale.consumer, []) if e.get("id") == stale.id and e.get("token") == stale.token]
+    ensured = next((e["t"] for e in mine if e["e"] == "ensured"), None)
+    wrote = next((e["t"] for e in mine if e["e"] == "plain"), None)
+    for stop in (c for c in chaos if c["kind"] == "consumer_sigstop" and c["consumer"] == stale.consumer):
+        cont = next(
+            (
+                c["t"]
+                for c in chaos
+                if c["kind"] == "consumer_sigcont" and c["consumer"] == stale.consumer and c["t"] >= stop["t"]
+            ),
+            None,
+        )
+        if ensured is not None and wrote is not None and cont is not None and ensured <= stop["t"] and wrote >= cont:
+            return "holder paused (SIGSTOP) between its lease check and its plain effect"
+    return "unexplained: a stale holder wrote after a newer one"
+
+
 def analyse(
     published: list[str],
     tx_rows: list[Row],
@@ -136,7 +158,7 @@ def analyse(
     for order_id, rows in sorted(plain_by_id.items()):
         for earlier, later in itertools.pairwise(rows):
             if later.token < earlier.token:
-                duplicates.append((order_id, "unexplained: a stale holder wrote after a newer one"))
+                duplicates.append((order_id, cause_of_stale_write(later, events, chaos)))
             else:
                 duplicates.append((order_id, cause_of_repeat(earlier, events, chaos)))
     counts: dict[str, int] = defaultdict(int)

@@ -88,3 +88,38 @@ def test_the_pause_story_names_the_steps_and_who_applied() -> None:
     [line] = pause_story(events, chaos, [Row(5, "a", 2, "go1.1")])
     assert "claimed, tx=already-applied, error=LeaseLostError" in line
     assert "transactional effect by go1.1 (token 2)" in line
+
+
+def test_a_stale_plain_write_after_a_pause_that_began_after_the_lease_check() -> None:
+    plain = [Row(1, "a", 2, "py1.1"), Row(2, "a", 1, "go0.1")]  # the older token wrote last
+    events = {
+        "go0.1": [
+            ev("go0.1", "claimed", 1.0, id="a", token=1),
+            ev("go0.1", "ensured", 1.1, id="a", token=1),
+            ev("go0.1", "plain", 20.0, id="a", token=1),
+        ]
+    }
+    chaos = [
+        {"kind": "consumer_sigstop", "consumer": "go0.1", "t": 1.2},
+        {"kind": "consumer_sigcont", "consumer": "go0.1", "t": 19.0},
+    ]
+    report = analyse(["a"], [Row(1, "a", 1, "go0.1")], [], plain, events, chaos)
+    assert report.causes() == {"holder paused (SIGSTOP) between its lease check and its plain effect": 1}
+    assert not report.unexplained()
+
+
+def test_a_stale_plain_write_whose_lease_check_came_after_the_pause_is_unexplained() -> None:
+    # ensure() after the pause must have failed: a write after it is a bug, never an expected cause
+    plain = [Row(1, "a", 2, "py1.1"), Row(2, "a", 1, "go0.1")]
+    events = {
+        "go0.1": [
+            ev("go0.1", "ensured", 19.5, id="a", token=1),
+            ev("go0.1", "plain", 20.0, id="a", token=1),
+        ]
+    }
+    chaos = [
+        {"kind": "consumer_sigstop", "consumer": "go0.1", "t": 1.2},
+        {"kind": "consumer_sigcont", "consumer": "go0.1", "t": 19.0},
+    ]
+    report = analyse(["a"], [Row(1, "a", 1, "go0.1")], [], plain, events, chaos)
+    assert report.unexplained() == [("a", "unexplained: a stale holder wrote after a newer one")]

@@ -108,6 +108,7 @@ func (c *consumer) apply(ctx context.Context, orderID string, lease *dedup.Lease
 		}
 		return err
 	}
+	c.ev.log("ensured", map[string]any{"id": orderID, "token": token})
 	if _, err := c.db.ExecContext(ctx, "INSERT INTO order_plain_effect (id, token, consumer) VALUES ($1, $2, $3)",
 		orderID, int64(token), c.name); err != nil {
 		return err

@@ -89,6 +89,7 @@ def main() -> int:
         except LeaseLostError:
             events("lease_gone", id=order_id, token=token)
             raise
+        events("ensured", id=order_id, token=token)
         with db.transaction(), db.cursor() as cur:
             cur.execute(
                 "INSERT INTO order_plain_effect (id, token, consumer) VALUES (%s, %s, %s)", (order_id, token, args.name)
