@@ -59,6 +59,7 @@ class StoreGate:
         for line in report.lines():
             log.log(level, "store check: %s", line)
         self.store.ack_mode = choose_mode(self.ack_command, report)
+        self.store.use_server(report.version)  # Check without Lua needs 7.0+ (ADR 0071)
         for line in describe_acks(self.store.ack_mode, self.policies.current() if self.policies else None):
             log.info("store check: %s", line)
         if not report.safe and self.allow_unsafe:
@@ -130,7 +131,11 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
 async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, stop: asyncio.Event) -> int:
     try:
         store = open_store(
-            url, timeout_s=settings.store_timeout / 1000, mode=settings.redis_mode, client=settings.redis_client
+            url,
+            timeout_s=settings.store_timeout / 1000,
+            mode=settings.redis_mode,
+            client=settings.redis_client,
+            check_path=settings.check_path,
         )
     except ValueError as err:
         raise StartupError(f"bad --redis-url: {err}", EXIT_CONFIG) from err

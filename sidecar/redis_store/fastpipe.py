@@ -95,6 +95,7 @@ class FastPipe:
         self._progress = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
         self._closed = False
+        self._tags = itertools.count(1)
 
     # -- connection -------------------------------------------------------
 
@@ -205,6 +206,29 @@ class FastPipe:
         if isinstance(reply, ResponseError):
             raise reply
         return reply
+
+    async def execute_many(self, commands: Sequence[tuple[Arg, ...]]) -> list[Any]:
+        """Sends the commands (in one write with this loop pass's others) and returns their replies
+        in order, a ResponseError as a value. An `ECHO <tag>` closes the group: if its reply is not
+        the tag, the replies are out of step with the requests (a broken proxy), so the connection
+        is dropped and every pending call fails, as for a script's echo (FastScripts)."""
+        await self._ensure_connected()
+        tag = b"%d" % next(self._tags)
+        futures = [self._send(command) for command in commands]
+        echo = self._send(("ECHO", tag))
+        try:
+            replies = [await future for future in futures]
+            echoed = await echo
+        except BaseException:
+            for future in (*futures, echo):  # all failed together: retrieved, so none is logged
+                if future.done() and not future.cancelled():
+                    future.exception()
+            raise
+        if echoed != tag:
+            error = StoreError("protocol", "replies out of step with their commands; connection dropped")
+            self._abort(error)
+            raise error
+        return replies
 
     async def close(self) -> None:
         self._closed = True

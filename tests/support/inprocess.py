@@ -11,9 +11,10 @@ from typing import Any
 import grpc
 
 from dedup.v1 import dedup_pb2_grpc
+from sidecar.domain.errors import StoreError
 from sidecar.domain.policy import BUILT_IN_POLICIES, PolicySet, parse_policies
 from sidecar.health import HealthMonitor
-from sidecar.redis_store.factory import open_store
+from sidecar.redis_store.factory import inspect_any, open_store
 from sidecar.redis_store.store import RedisStore
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
@@ -58,7 +59,9 @@ async def running_sidecar(
     prefix = key_prefix or unique_prefix()
     config = Settings(listen="127.0.0.1:0", key_prefix=prefix, **settings)
     policy_source = StaticPolicies(parse_policies(policies) if policies else BUILT_IN_POLICIES)
-    store = open_store(redis_url, timeout_s=store_timeout_s, client=config.redis_client)
+    store = open_store(redis_url, timeout_s=store_timeout_s, client=config.redis_client, check_path=config.check_path)
+    with contextlib.suppress(StoreError):  # as the startup checks do: Check without Lua on 7.0+
+        store.use_server((await inspect_any(store.client)).version)
     service = DedupService(store, policy_source, ServiceLimits(config.max_batch, prefix))
 
     async def probe() -> bool:
