@@ -154,7 +154,7 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     await health.start()
     servicer = build_servicer(settings, service, policies)
     try:
-        server, port = build_server(settings, servicer, health.servicer, telemetry.interceptors)
+        server, port = build_server(settings, servicer, health.servicer, telemetry.interceptors, telemetry.wrap_handler)
         health_server, health_port = None, 0
         if settings.health_listen:
             health_server, health_port = build_health_server(settings, health.servicer)

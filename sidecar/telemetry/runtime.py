@@ -19,6 +19,7 @@ from sidecar import __version__
 from sidecar.domain.observer import Observer
 from sidecar.telemetry.config import TelemetryConfig, load_config
 from sidecar.telemetry.fan_out import FanOut
+from sidecar.telemetry.interceptors import HandlerWrapper, TelemetryHandlers
 from sidecar.telemetry.log_observer import LogObserver
 from sidecar.telemetry.metrics import PolicySource
 
@@ -35,7 +36,8 @@ K8S_ENV = {
 @dataclass
 class Telemetry:
     observer: Observer
-    interceptors: tuple[grpc.aio.ServerInterceptor[Any, Any], ...] = ()
+    interceptors: tuple[grpc.aio.ServerInterceptor[Any, Any], ...] = ()  # none of its own (ADR 0072)
+    wrap_handler: HandlerWrapper | None = None  # traces and metrics around each Dedup method's handler
     metrics_url: str = ""
     config: TelemetryConfig = field(default_factory=TelemetryConfig)
     _closers: list[Callable[[], Any]] = field(default_factory=list)
@@ -83,22 +85,20 @@ def start_telemetry(
 
     res = resource(environ)
     observers: list[Observer] = [telemetry.observer]
-    interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = []
+    tracer = dedup_metrics = None
     if config.tracing:
-        observer, tracing_interceptors, close = providers.tracing(config, res)
+        observer, tracer, close = providers.tracing(config, res)
         observers.append(observer)
-        interceptors += tracing_interceptors
         telemetry._closers.append(close)
     if config.metrics:
         try:
-            observer, interceptor, url, close = providers.metrics(config, res, policies)
+            observer, dedup_metrics, url, close = providers.metrics(config, res, policies)
         except BaseException:
             telemetry.shutdown()
             raise
         observers.append(observer)
-        interceptors.append(interceptor)
         telemetry.metrics_url = url
         telemetry._closers.append(close)
     telemetry.observer = FanOut(*observers)
-    telemetry.interceptors = tuple(interceptors)
+    telemetry.wrap_handler = TelemetryHandlers(tracer, dedup_metrics).wrap  # one wrapper, both signals
     return telemetry

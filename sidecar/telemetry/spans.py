@@ -1,7 +1,7 @@
 """Dedup attributes and links on the RPC's server span, and the Redis child span.
 
-The OpenTelemetry gRPC interceptor starts the server span; `SpanInterceptor`
-(interceptors.py) then puts a `CallSpan` in a context variable for the call.
+`TelemetryInterceptor` (interceptors.py) starts the server span and, when it is
+recorded, puts a `CallSpan` in a context variable for the call.
 The service reports each decision to `SpanObserver`, which adds it to the
 current call's `CallSpan`; when the RPC ends, the CallSpan writes either the
 single decision's attributes (unary RPCs) or per-outcome counts (batches and
