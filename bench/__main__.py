@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -89,6 +90,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--memory-ids", type=int, default=1_000_000, help="records for the memory test (0: skip)")
     parser.add_argument("--out", default="bench/results", help="output directory")
     parser.add_argument("--report-only", action="store_true", help="re-render OUT/results.json to .md and .png")
+    parser.add_argument("--cases", default="", help="only the cases whose name matches this regular expression")
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -154,10 +156,11 @@ def main() -> int:
         cases = {
             case.name: measure(case, args.repeats)
             for case in main_cases(args.concurrency, args.batch_concurrency, workers, quick=args.quick)
+            if re.search(args.cases, case.name)
         }
         results["cases"] = cases
         results["sweep"] = []
-        if not args.quick:
+        if not args.quick and not args.cases:
             # Latency at half of the sidecar's unary Check throughput, same offered load on both servers.
             half = float(cases["sidecar Check"]["ids_per_s"]) / 2  # type: ignore[arg-type]
             for server in ("noop", "sidecar"):
