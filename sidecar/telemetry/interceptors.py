@@ -165,15 +165,18 @@ def _span_starter(tracer: Tracer, method: str) -> Callable[..., _Traced]:
         "rpc.grpc.status_code": 0,
     }
 
+    fields = propagate.get_global_textmap().fields  # the metadata keys the propagators read
+
     def start(context: Any, *, aggregate: bool) -> _Traced:
         metadata = context.invocation_metadata() or ()
-        carrier = {item.key: item.value for item in metadata}
-        parent = propagate.extract(carrier)
+        carrier = {item.key: item.value for item in metadata if item.key in fields}
+        parent = propagate.extract(carrier) if carrier else None  # None: the call's own (empty) context
         span = tracer.start_span(name, parent, kind=SpanKind.SERVER, attributes=attributes)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         if not span.is_recording():
             return _Traced(span, token, None, None)
-        span.set_attributes(_peer_attributes(context.peer(), carrier.get("user-agent")))
+        agent = next((item.value for item in metadata if item.key == "user-agent"), None)
+        span.set_attributes(_peer_attributes(context.peer(), agent))
         call = CallSpan(span, tracer, aggregate)
         return _Traced(span, token, call, CURRENT_CALL.set(call))
 
