@@ -68,6 +68,12 @@ class NoopDedup(dedup_pb2_grpc.DedupServicer):
     ) -> AsyncIterator[pb.StreamResponse]:
         async for m in request_iterator:
             kind = m.WhichOneof("request") or "check"
+            if kind == "check_batch":  # as the unary CheckBatch (and earlier runs of this baseline) build it
+                results = [pb.CheckResponse(outcome=pb.CHECK_OUTCOME_NEW) for _ in m.check_batch.items]
+                yield pb.StreamResponse(
+                    correlation_id=m.correlation_id, check_batch=pb.CheckBatchResponse(results=results)
+                )
+                continue
             out = pb.StreamResponse(correlation_id=m.correlation_id)
             getattr(out, kind).CopyFrom(_answer(kind, getattr(m, kind)))
             yield out
