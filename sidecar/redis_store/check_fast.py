@@ -9,8 +9,9 @@ path writes exactly that record, without a script:
 - it answers a decimal number: a compact mark, nothing was written: DUPLICATE, first
   seen at that time.
 - it answers anything else (a msgpack record: a claim in progress, a commit, a
-  fingerprinted or sliding mark): nothing was written either, and check.lua answers
-  that item. There is one state machine, in the scripts; this path only takes the
+  fingerprinted or sliding mark), or an error (OOM, READONLY, ...): nothing was
+  written either, and check.lua answers that item (under OOM it still finds
+  duplicates: a script writes only for a new mark). There is one state machine, in the scripts; this path only takes the
   case the scripts would have stored as a bare number.
 
 The window is the key's PX, measured by the Redis server as before. Only the
@@ -135,7 +136,9 @@ class FastCheck:
             if reply is None:
                 out[index] = new
             elif isinstance(reply, Exception):
-                out[index] = to_store_error(reply)
+                # An error reply (OOM, READONLY, ...) means SET did nothing: check.lua answers instead, as it
+                # always did (under OOM it still finds duplicates, since it writes only for a new mark).
+                scripted_indices.append(index)
             elif (seen := compact_time(reply)) is not None:
                 out[index] = CheckDecision(CheckOutcome.DUPLICATE, seen, max(now - seen, 0), RecordState.DONE)
             else:

