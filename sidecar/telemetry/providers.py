@@ -35,7 +35,7 @@ def _span_exporter(name: str, protocol: str) -> SpanExporter:
 
 def tracing(config: TelemetryConfig, resource: Resource) -> tuple[Observer, Tracer, Callable[[], Any]]:
     """The sampler comes from OTEL_TRACES_SAMPLER(_ARG), read by the SDK. The tracer goes to the
-    one TelemetryInterceptor (interceptors.py), which traces dedup.v1.Dedup methods only: health
+    one TelemetryHandlers wrapper (interceptors.py), which traces dedup.v1.Dedup methods only: health
     checks, probed every few seconds by every orchestrator, and reflection are never traced."""
     provider = TracerProvider(resource=resource)
     for name in config.trace_exporters:

@@ -1,6 +1,6 @@
 """Starts what the configuration asks for: providers, exporters, the /metrics endpoint.
 
-The providers are not made global: they are handed to the interceptors and the
+The providers are not made global: they are handed to the handler wrapper and the
 observer explicitly, so an embedding process (or a test) keeps its own.
 """
 

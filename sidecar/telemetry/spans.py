@@ -1,6 +1,6 @@
 """Dedup attributes and links on the RPC's server span, and the Redis child span.
 
-`TelemetryInterceptor` (interceptors.py) starts the server span and, when it is
+`TelemetryHandlers` (interceptors.py) starts the server span and, when it is
 recorded, puts a `CallSpan` in a context variable for the call.
 The service reports each decision to `SpanObserver`, which adds it to the
 current call's `CallSpan`; when the RPC ends, the CallSpan writes either the
