@@ -47,6 +47,8 @@ def main_cases(c: int, cb: int, workers: int, *, quick: bool = False) -> list[Ca
         Case("sidecar Check, Redis on a Unix socket", "sidecar", "check", c, redis_unix=True),
         Case("sidecar CheckBatch(100), Redis on a Unix socket", "sidecar", "check_batch", cb, 100, redis_unix=True),
         Case("sidecar Helper, stream, Redis on a Unix socket", "sidecar", "helper_stream", c, redis_unix=True),
+        # Claims that do not wait (wait_ms 0) may share ClaimBatch messages on the client's stream.
+        Case("sidecar Helper, stream, wait_ms 0", "sidecar", "helper_stream", c, loadgen=("--wait-ms", "0")),
     ]
     if quick:
         return cases

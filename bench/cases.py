@@ -22,13 +22,15 @@ class Case:
     rate: float = 0.0  # total calls/s, 0 = closed loop
     extra: tuple[str, ...] = field(default=())  # extra `serve` flags
     redis_unix: bool = False  # the sidecar reaches Redis over its Unix socket (as the embedded default does)
+    loadgen: tuple[str, ...] = field(default=())  # extra bench.loadgen flags
 
     @property
     def key(self) -> str:
         rate = f" @{self.rate:.0f}/s" if self.rate else ""
         extra = f" {' '.join(self.extra)}" if self.extra else ""
         unix = " redis-unix" if self.redis_unix else ""
-        return f"{self.server} {self.mode} c={self.concurrency}{rate}{extra}{unix}"
+        loadgen = f" {' '.join(self.loadgen)}" if self.loadgen else ""
+        return f"{self.server} {self.mode} c={self.concurrency}{rate}{extra}{unix}{loadgen}"
 
 
 def percentile(sorted_values: list[int], q: float) -> float:
@@ -46,7 +48,7 @@ def run_case(case: Case, redis: RedisServer, *, duration: float, clients: int, c
         per_client = max(1, case.concurrency // clients)
         command = [sys.executable, "-m", "bench.loadgen", "--target", server.target, "--mode", case.mode,
                    "--concurrency", str(per_client), "--channels", str(channels), "--batch", str(case.batch),
-                   "--duration", str(duration), "--rate", str(case.rate / clients)]  # fmt: skip
+                   "--duration", str(duration), "--rate", str(case.rate / clients), *case.loadgen]  # fmt: skip
         load = [subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) for _ in range(clients)]
         time.sleep(0.5)  # the load processes' warm-up: measure server CPU over the recorded part only
         cpu_server0, cpu_redis0, t0 = server.watched.cpu_s(), redis_watch.cpu_s(), time.perf_counter()

@@ -161,7 +161,10 @@ async def run_helper(args: argparse.Namespace, rec: Recorder) -> str:
     if "transport" in inspect.signature(AsyncDedupClient).parameters:
         options["transport"] = wanted
     clients = [AsyncDedupClient(args.target, **options) for _ in range(args.channels)]  # type: ignore[arg-type]
-    helpers = [AsyncEffectivelyOnce(client, NAMESPACE) for client in clients]
+    once_options: dict[str, object] = {}
+    if args.wait_ms >= 0 and "wait_ms" in inspect.signature(AsyncEffectivelyOnce).parameters:
+        once_options["wait_ms"] = args.wait_ms
+    helpers = [AsyncEffectivelyOnce(client, NAMESPACE, **once_options) for client in clients]  # type: ignore[arg-type]
     ids = Ids()
     stop_at = time.perf_counter() + args.warmup + args.duration
 
@@ -240,6 +243,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--rate", type=float, default=0.0, help="calls/s for this process (0: as fast as possible)")
+    parser.add_argument("--wait-ms", type=int, default=-1, help="helper modes: Claim wait_ms (-1: the client's default)")
     return parser.parse_args(argv)
 
 
