@@ -243,7 +243,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--rate", type=float, default=0.0, help="calls/s for this process (0: as fast as possible)")
-    parser.add_argument("--wait-ms", type=int, default=-1, help="helper modes: Claim wait_ms (-1: the client's default)")
+    parser.add_argument("--wait-ms", type=int, default=-1, help="helper: Claim wait_ms (-1: client default)")
     return parser.parse_args(argv)
 
 
