@@ -215,7 +215,8 @@ def _failed(traced: _Traced | None, context: Any, error: BaseException) -> str:
     UNKNOWN), written to its span."""
     status = context.code()
     code = status if isinstance(status, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
-    if traced is not None and traced.span.is_recording():
+    # A cancelled call or a closed stream (CancelledError, GeneratorExit) is not the server failing.
+    if traced is not None and traced.span.is_recording() and isinstance(error, Exception):
         span = traced.span
         span.set_attribute("rpc.grpc.status_code", code.value[0])
         if code in _SERVER_ERRORS:
