@@ -100,6 +100,10 @@ class RedisClock:
         seconds, micros = reply
         self.set(int(seconds), int(micros), sent, self._monotonic())
 
+    def stale(self) -> bool:
+        """Whether `fresh` has anything to do (never read, or older than refresh_s)."""
+        return not self._synced or self._monotonic() - self._base_s > self._refresh_s
+
     async def fresh(self, send: SendCommands) -> None:
         """Awaits a first TIME; later ones run in the background while the last offset serves."""
         if not self._synced:
@@ -125,23 +129,28 @@ class FastCheck:
         fast = [index for index, item in enumerate(items) if eligible(item)]
         if not fast:
             return await scripted(items)
-        await self.clock.fresh(self._send)
-        now = self.clock.now_ms()
+        clock = self.clock
+        if clock.stale():
+            await clock.fresh(self._send)
+        now = clock.now_ms()
         stamp = b"%d" % now
-        replies = await self._send([("SET", items[i].key, stamp, "NX", "PX", items[i].window_ms, "GET") for i in fast])
-        out: list[CheckDecision | StoreError | None] = [None] * len(items)
+        if len(fast) == len(items):  # the usual batch: every item, in order
+            commands = [("SET", item.key, stamp, "NX", "PX", item.window_ms, "GET") for item in items]
+            scripted_indices: list[int] = []
+        else:
+            commands = [("SET", items[i].key, stamp, "NX", "PX", items[i].window_ms, "GET") for i in fast]
+            scripted_indices = sorted(set(range(len(items))) - set(fast))
+        replies = await self._send(commands)
         new = CheckDecision(CheckOutcome.NEW, now, 0, RecordState.DONE)  # frozen: one serves every NEW item
-        scripted_indices = [] if len(fast) == len(items) else sorted(set(range(len(items))) - set(fast))
+        out: list[CheckDecision | StoreError | None] = [None] * len(items)
         for index, reply in zip(fast, replies, strict=True):
             if reply is None:
                 out[index] = new
-            elif isinstance(reply, Exception):
-                # An error reply (OOM, READONLY, ...) means SET did nothing: check.lua answers instead, as it
-                # always did (under OOM it still finds duplicates, since it writes only for a new mark).
-                scripted_indices.append(index)
-            elif (seen := compact_time(reply)) is not None:
+            elif type(reply) is bytes and (seen := compact_time(reply)) is not None:
                 out[index] = CheckDecision(CheckOutcome.DUPLICATE, seen, max(now - seen, 0), RecordState.DONE)
             else:
+                # A msgpack record, or an error reply (OOM, READONLY, ...): SET did nothing, and check.lua
+                # answers, as it always did (under OOM it still finds duplicates: it writes only for a new mark).
                 scripted_indices.append(index)
         if scripted_indices:
             scripted_indices.sort()
