@@ -9,8 +9,12 @@ import signal
 from dataclasses import dataclass, field
 from functools import partial
 
+import grpc
+
 from sidecar.domain.ack_budget import ack_timeout_problems
+from sidecar.domain.claim_waiters import ClaimWaiters
 from sidecar.domain.errors import PolicyError, StoreError
+from sidecar.domain.keys import wake_channel
 from sidecar.embedded import EmbeddedRedis, EmbeddedServerError
 from sidecar.health import HealthMonitor
 from sidecar.policies_file import PolicyFile
@@ -19,12 +23,14 @@ from sidecar.redis_store.connection import mode_of, redact
 from sidecar.redis_store.factory import inspect_any, open_store
 from sidecar.redis_store.safety import StoreReport
 from sidecar.redis_store.store import RedisStore
+from sidecar.redis_store.wake import subscriber_for
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
 from sidecar.telemetry.config import TelemetryConfigError
 from sidecar.telemetry.runtime import Telemetry, start_telemetry
 from sidecar.transport.security import build_servicer
 from sidecar.transport.server import build_health_server, build_server
+from sidecar.transport.servicer import DedupServicer
 
 log = logging.getLogger("dedup.serve")
 
@@ -84,9 +90,9 @@ class StoreGate:
             return self.safe
 
 
-def _start_telemetry(settings: Settings, policies: PolicyFile) -> Telemetry:
+def _start_telemetry(settings: Settings, policies: PolicyFile, waiters: ClaimWaiters) -> Telemetry:
     try:
-        telemetry = start_telemetry(policies, settings.metrics_listen)
+        telemetry = start_telemetry(policies, settings.metrics_listen, waiters=waiters)
     except (TelemetryConfigError, OSError, ValueError) as err:
         raise StartupError(f"cannot start telemetry: {err}", EXIT_CONFIG) from err
     log.info("telemetry", extra=telemetry.report())
@@ -97,6 +103,23 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+
+
+async def _drain(
+    server: grpc.aio.Server, servicer: DedupServicer, waiters: ClaimWaiters, health: HealthMonitor, grace_s: float
+) -> None:
+    """NOT_SERVING; no new calls; Streams stop reading and waiting Claims answer; then stop as soon as
+    nothing is in flight. Idle or frozen connections hold nothing; the grace caps only running calls."""
+    log.info("shutting down: draining in-flight calls", extra={"grace_s": grace_s})
+    await health.drain()
+    waiters.close()
+    servicer.drain.begin()
+    stopping = asyncio.create_task(server.stop(grace_s))  # refuses new calls at once; GOAWAY to every connection
+    idle = await servicer.drain.wait_idle(grace_s)
+    if not idle:
+        log.warning("shutdown grace over: cancelling calls still running", extra={"running": servicer.drain.active})
+    await server.stop(0)  # connections that did not go away (idle, frozen) must not hold the exit
+    await stopping
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
@@ -148,8 +171,12 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     except StoreError as err:
         log.warning("store not reachable at startup (%s); serving NOT_SERVING until it is", err)
 
-    telemetry = _start_telemetry(settings, policies)
-    service = DedupService(store, policies, ServiceLimits(settings.max_batch, settings.key_prefix), telemetry.observer)
+    waiters = ClaimWaiters(settings.max_claim_waiters)
+    telemetry = _start_telemetry(settings, policies, waiters)
+    service = DedupService(
+        store, policies, ServiceLimits(settings.max_batch, settings.key_prefix), telemetry.observer, waiters
+    )
+    wake = subscriber_for(store.client, wake_channel(settings.key_prefix), waiters)
     health = HealthMonitor(gate.probe, settings.health_interval / 1000)
     await health.start()
     servicer = build_servicer(settings, service, policies)
@@ -183,12 +210,11 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     tasks = [
         asyncio.create_task(health.run(), name="health"),
         asyncio.create_task(policies.watch(settings.policies_poll / 1000), name="policies"),
+        asyncio.create_task(wake.run(), name="wake"),
     ]
     try:
         await stop.wait()
-        log.info("shutting down: draining in-flight calls", extra={"grace_s": settings.shutdown_grace / 1000})
-        await health.drain()
-        await server.stop(settings.shutdown_grace / 1000)
+        await _drain(server, servicer, waiters, health, settings.shutdown_grace / 1000)
     finally:
         if health_server is not None:
             await health_server.stop(None)

@@ -47,7 +47,9 @@ def _request(args: argparse.Namespace) -> tuple[str, Message]:
         case "check":
             return "Check", pb.CheckRequest(**common, fingerprint=fingerprint, window_ms=args.window_ms)
         case "claim":
-            return "Claim", pb.ClaimRequest(**common, fingerprint=fingerprint, lease_ms=args.lease_ms)
+            return "Claim", pb.ClaimRequest(
+                **common, fingerprint=fingerprint, lease_ms=args.lease_ms, wait_ms=args.wait_ms
+            )
         case "commit":
             result = args.result.encode() if args.result is not None else None
             return "Commit", pb.CommitRequest(
@@ -190,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
             op.add_argument("--window-ms", type=int, default=0, help="window (0: policy default)")
         if name in ("claim", "renew"):
             op.add_argument("--lease-ms", type=int, default=0, help="lease (0: policy default)")
+        if name == "claim":
+            op.add_argument(
+                "--wait-ms",
+                type=int,
+                default=0,
+                help="wait this long for a holder's Commit/Release (0: answer at once)",
+            )
         if name in ("commit", "release", "renew"):
             op.add_argument("--token", type=int, required=True, help="fencing token from claim")
         if name == "commit":

@@ -10,8 +10,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, cast
 
+from sidecar.claim_wait import ClaimWaiting
+from sidecar.domain.claim_waiters import ClaimWaiters
 from sidecar.domain.errors import FieldViolation, InvalidArgument, QuotaExceeded, StoreError, StoreTimeout
-from sidecar.domain.keys import DEFAULT_KEY_PREFIX, quota_key, record_key
+from sidecar.domain.keys import DEFAULT_KEY_PREFIX, quota_key, record_key, wake_channel
 from sidecar.domain.observer import NullObserver, Observer
 from sidecar.domain.outcomes import (
     CheckDecision,
@@ -93,11 +95,15 @@ class DedupService:
         policies: PolicySource,
         limits: ServiceLimits = ServiceLimits(),
         observer: Observer | None = None,
+        waiters: ClaimWaiters | None = None,
     ) -> None:
         self._store = store
         self._policies = policies
         self._limits = limits
         self._observer: Observer = observer or NullObserver()
+        # Waiting Claims (ADR 0065); without a wake subscriber feeding them, waits end by their timers.
+        self.waiters = waiters if waiters is not None else ClaimWaiters()
+        self._waiting = ClaimWaiting(store, self.waiters, wake_channel(limits.key_prefix))
 
     # -- validation -------------------------------------------------------
 
@@ -150,9 +156,10 @@ class DedupService:
         requests: Sequence[AnyRequest],
         policies: Sequence[NamespacePolicy],
         call: Callable[[], Awaitable[ItemResults[D]]],
-        timeout_s: float,
+        timeout_s: float | None,
     ) -> ItemResults[D]:
-        """Runs the store call within the deadline and applies shadow and on_store_error per item."""
+        """Runs the store call within the deadline (None: the call bounds itself) and applies
+        shadow and on_store_error per item."""
         results: ItemResults[D]
         try:
             async with asyncio.timeout(timeout_s):
@@ -253,11 +260,27 @@ class DedupService:
         return await self._decide("check", requests, policies, lambda: self._store.check(items), timeout_s)
 
     async def claim_batch(
-        self, requests: Sequence[ClaimRequest], *, timeout_s: float, trace: bytes = b"", batch: bool = True
+        self,
+        requests: Sequence[ClaimRequest],
+        *,
+        timeout_s: float,
+        trace: bytes = b"",
+        batch: bool = True,
+        wait_limit_s: float | None = None,
     ) -> ItemResults[ClaimDecision]:
+        """`wait_limit_s`: how long any item may wait, whatever its wait_ms (a unary call's deadline
+        less 100 ms); None: wait_ms alone bounds the wait (Stream messages)."""
         policies = self._resolve(requests, batch=batch)
         items = self._claim_items(requests, policies, trace)
-        return await self._decide("claim", requests, policies, lambda: self._store.claim(items), timeout_s)
+        waits = [0 if policy.shadow else request.wait_ms for request, policy in zip(requests, policies, strict=True)]
+        if wait_limit_s is not None:
+            waits = [min(wait, max(int(wait_limit_s * 1000), 0)) for wait in waits]
+        if not any(waits):
+            return await self._decide("claim", requests, policies, lambda: self._store.claim(items), timeout_s)
+        labels = [self._label(request.namespace) for request in requests]
+        return await self._decide(
+            "claim", requests, policies, lambda: self._waiting.claim(items, waits, labels, timeout_s), None
+        )
 
     async def commit_batch(
         self, requests: Sequence[CommitRequest], *, timeout_s: float, trace: bytes = b"", batch: bool = True
@@ -269,8 +292,12 @@ class DedupService:
     async def check(self, request: CheckRequest, *, timeout_s: float, trace: bytes = b"") -> CheckDecision:
         return self._single(await self.check_batch([request], timeout_s=timeout_s, trace=trace, batch=False))
 
-    async def claim(self, request: ClaimRequest, *, timeout_s: float, trace: bytes = b"") -> ClaimDecision:
-        return self._single(await self.claim_batch([request], timeout_s=timeout_s, trace=trace, batch=False))
+    async def claim(
+        self, request: ClaimRequest, *, timeout_s: float, trace: bytes = b"", wait_limit_s: float | None = None
+    ) -> ClaimDecision:
+        return self._single(
+            await self.claim_batch([request], timeout_s=timeout_s, trace=trace, batch=False, wait_limit_s=wait_limit_s)
+        )
 
     async def commit(self, request: CommitRequest, *, timeout_s: float, trace: bytes = b"") -> CommitDecision:
         return self._single(await self.commit_batch([request], timeout_s=timeout_s, trace=trace, batch=False))

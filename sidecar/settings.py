@@ -81,7 +81,12 @@ class Settings:
     )
     store_timeout: int = _setting(2_000, "Socket timeout for each Redis connection and command", kind="duration")
     health_interval: int = _setting(1_000, "How often Redis reachability is probed for health", kind="duration")
-    shutdown_grace: int = _setting(10_000, "How long in-flight calls may finish after SIGTERM", kind="duration")
+    shutdown_grace: int = _setting(
+        10_000,
+        "After SIGTERM, the longest time calls still running may take to finish (the exit comes as soon as none"
+        " runs; idle connections and open Streams do not hold it)",
+        kind="duration",
+    )
     allow_unsafe_store: bool = _setting(False, "Serve even when the startup checks find Redis unsafe", kind="bool")
     metrics_listen: str = _setting(
         "", "HTTP address (host:port) for the Prometheus /metrics endpoint; empty: no endpoint"
@@ -108,6 +113,11 @@ class Settings:
     max_concurrent_rpcs: int = _setting(
         0, "Most RPCs served at once; more get RESOURCE_EXHAUSTED (0: no limit)", kind="int"
     )
+    max_claim_waiters: int = _setting(
+        10_000,
+        "Most Claims waiting for a holder (wait_ms) at once in this process; beyond it a Claim answers at once",
+        kind="int",
+    )
 
     def __post_init__(self) -> None:
         if not self.listen and not self.unix_socket:
@@ -122,6 +132,8 @@ class Settings:
             raise SettingsError(f"--workers must be at least 1, got {self.workers}")
         if self.workers > 1 and (self.unix_socket or not self.listen):
             raise SettingsError("--workers > 1 needs --listen and no --unix-socket (a Unix socket cannot be shared)")
+        if self.max_claim_waiters < 0:
+            raise SettingsError(f"--max-claim-waiters must be 0 (never wait) or more, got {self.max_claim_waiters}")
         if self.max_batch < 1:
             raise SettingsError(f"--max-batch must be at least 1, got {self.max_batch}")
         _check_security(self)

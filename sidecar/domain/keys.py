@@ -32,3 +32,8 @@ def record_key(prefix: str, namespace: str, record_id: bytes) -> str:
 def quota_key(prefix: str, namespace: str) -> str:
     """The namespace's quota counter (ADR 0051). It has no `{`, so it never equals a record key."""
     return f"{prefix}{namespace}:quota"
+
+
+def wake_channel(prefix: str) -> str:
+    """The pub/sub channel on which Commit and Release name the records that have waiting Claims (ADR 0065)."""
+    return f"{prefix}wake"

@@ -24,6 +24,7 @@ RESULT_MAX_BYTES_CEILING = 64 * 1024
 MIN_ACK_TIMEOUT_MS = 1
 MAX_ACK_TIMEOUT_MS = 60_000
 MIN_QUOTA_PERIOD_MS = 100
+MAX_CLAIM_WAIT_MS = 600_000
 
 
 class StoreErrorMode(Enum):
@@ -59,6 +60,8 @@ class NamespacePolicy:
     # Quota (ADR 0051): at most this many new records per quota_period (0 = no quota).
     max_new_records: int = 0
     quota_period_ms: int = 1000
+    # Wait-for-result (ADR 0065): the longest `wait_ms` a Claim may ask for (0: Claims never wait).
+    max_claim_wait_ms: int = 30_000
 
     @property
     def replica_acks(self) -> ReplicaAcks:
@@ -82,6 +85,7 @@ _YAML_KEYS: dict[str, tuple[str, str]] = {
     "replica_ack_timeout": ("replica_ack_timeout_ms", "duration"),
     "max_new_records": ("max_new_records", "int"),
     "quota_period": ("quota_period_ms", "duration"),
+    "max_claim_wait": ("max_claim_wait_ms", "duration"),
 }
 assert {name for name, _ in _YAML_KEYS.values()} == {f.name for f in fields(NamespacePolicy)}
 
@@ -157,6 +161,9 @@ def _check_bounds(where: str, policy: NamespacePolicy) -> list[str]:
         )
     if policy.max_new_records and not MIN_QUOTA_PERIOD_MS <= policy.quota_period_ms <= MAX_WINDOW_MS:
         problems.append(f"{where}.quota_period: need {MIN_QUOTA_PERIOD_MS}ms..366d when max_new_records is set")
+    if not 0 <= policy.max_claim_wait_ms <= MAX_CLAIM_WAIT_MS:
+        ceiling = MAX_CLAIM_WAIT_MS // 60_000
+        problems.append(f"{where}.max_claim_wait: need 0..{ceiling}m, got {policy.max_claim_wait_ms}ms")
     if policy.result_max_bytes > RESULT_MAX_BYTES_CEILING:
         problems.append(f"{where}.result_max_bytes: at most {RESULT_MAX_BYTES_CEILING}")
     return problems

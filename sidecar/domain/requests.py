@@ -29,6 +29,7 @@ class ClaimRequest:
     id: bytes
     fingerprint: bytes = b""
     lease_ms: int = 0
+    wait_ms: int = 0  # wait for an in-progress holder up to this long (ADR 0065)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,13 @@ def policy_violations(request: AnyRequest, policy: NamespacePolicy, at: str = ""
     found += _bounded(window, 1, policy.max_window_ms, "window_ms", at)
     lease = getattr(request, "lease_ms", 0)
     found += _bounded(lease, MIN_LEASE_MS, policy.max_lease_ms, "lease_ms", at)
+    wait = getattr(request, "wait_ms", 0)
+    if wait and not 0 <= wait <= policy.max_claim_wait_ms:
+        found.append(
+            FieldViolation(
+                f"{at}wait_ms", f"must be 0 (do not wait) to {policy.max_claim_wait_ms} (max_claim_wait), got {wait}"
+            )
+        )
     result = getattr(request, "result", None)
     if result is not None and len(result) > policy.result_max_bytes:
         found.append(

@@ -78,6 +78,9 @@ class ClaimItem:
     trace_context: bytes = b""
     acks: ReplicaAcks = NO_ACKS
     quota: Quota | None = None
+    # Set by a Claim that will wait (ADR 0065): an IN_PROGRESS record is flagged so that its
+    # holder's Commit or Release publishes the record key on this channel. "" = no flag.
+    wake_channel: str = ""
 
 
 @dataclass(frozen=True, slots=True)

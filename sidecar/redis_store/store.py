@@ -175,7 +175,13 @@ class RedisStore:
     async def claim(self, items: Sequence[ClaimItem]) -> ItemResults[ClaimDecision]:
         args: list[Any] = []
         for item in items:
-            args += [item.lease_ms, _flag(item.fingerprint_check), item.fingerprint, item.trace_context]
+            args += [
+                item.lease_ms,
+                _flag(item.fingerprint_check),
+                item.fingerprint,
+                item.trace_context,
+                item.wake_channel,
+            ]
         keys, trailer = self._with_quotas(items)
         reply = await self._run("claim", keys, args + trailer, strictest([i.acks for i in items]))
         return [

@@ -8,6 +8,8 @@ Prometheus names (the OTLP names drop `_total`/`_seconds`):
   dedup_duplicate_age_seconds{namespace}               age of the original when a DUPLICATE arrived
   dedup_window_seconds{namespace}                      each namespace's default window (compare with the age)
   dedup_rpc_duration_seconds{method,operation,code}    latency at the server: per unary RPC, and per Stream message
+  dedup_claim_waiters                                  Claims waiting for a holder now (wait_ms; ADR 0065)
+  dedup_claim_wait_total{namespace,ended}              how waits ended: committed, released, expired, timeout, ...
 Every `namespace` label is a policy name or "default", so cardinality is bounded by the policies file.
 """
 
@@ -18,6 +20,7 @@ from typing import Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from sidecar.domain.claim_waiters import ClaimWaiters
 from sidecar.domain.errors import StoreError
 from sidecar.domain.outcomes import Decision, ForgetOutcome, Inspection
 from sidecar.domain.policy import PolicySet, TraceIds
@@ -42,7 +45,7 @@ class PolicySource(Protocol):
 
 
 class DedupMetrics:
-    def __init__(self, meter: Meter, policies: PolicySource | None = None) -> None:
+    def __init__(self, meter: Meter, policies: PolicySource | None = None, waiters: ClaimWaiters | None = None) -> None:
         self.decisions = meter.create_counter("dedup_decisions", description="Decisions made by the store")
         self.degraded = meter.create_counter(
             "dedup_degraded", description="Answers given without the store (on_store_error: allow)"
@@ -62,6 +65,14 @@ class DedupMetrics:
             explicit_bucket_boundaries_advisory=RPC_DURATION_BUCKETS,
         )
         self._policies = policies
+        self._waiters = waiters
+        if waiters is not None:
+            meter.create_observable_gauge(
+                "dedup_claim_waiters", [self._waiting], description="Claims waiting for an in-progress holder"
+            )
+            meter.create_observable_counter(
+                "dedup_claim_wait", [self._wait_ends], description="Claim waits by how they ended"
+            )
         if policies is not None:
             meter.create_observable_gauge(
                 "dedup_window", [self._windows], unit="s", description="Default window of each namespace policy"
@@ -69,6 +80,15 @@ class DedupMetrics:
 
     def rpc_duration(self, seconds: float, method: str, operation: str, code: str) -> None:
         self._rpc_duration.record(seconds, {"method": method, "operation": operation, "code": code})
+
+    def _waiting(self, _options: CallbackOptions) -> Iterable[Observation]:
+        assert self._waiters is not None
+        yield Observation(len(self._waiters))
+
+    def _wait_ends(self, _options: CallbackOptions) -> Iterable[Observation]:
+        assert self._waiters is not None
+        for (namespace, end), count in list(self._waiters.ended.items()):
+            yield Observation(count, {"namespace": namespace, "ended": end.value})
 
     def _windows(self, _options: CallbackOptions) -> Iterable[Observation]:
         assert self._policies is not None

@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import Tracer
 
 from sidecar import __version__
+from sidecar.domain.claim_waiters import ClaimWaiters
 from sidecar.domain.observer import Observer
 from sidecar.telemetry.config import TelemetryConfig
 from sidecar.telemetry.metrics import DedupMetrics, MetricsObserver, PolicySource
@@ -56,7 +57,7 @@ def _metric_reader(name: str, protocol: str) -> MetricReader:
 
 
 def metrics(
-    config: TelemetryConfig, resource: Resource, policies: PolicySource | None
+    config: TelemetryConfig, resource: Resource, policies: PolicySource | None, waiters: ClaimWaiters | None = None
 ) -> tuple[Observer, DedupMetrics, str, Callable[[], Any]]:
     readers = [_metric_reader(name, config.metrics_protocol) for name in config.metric_exporters]
     endpoint = None
@@ -70,7 +71,7 @@ def metrics(
         readers.append(PrometheusMetricReader(disable_target_info=True, scope_info_enabled=False, registry=registry))
         endpoint = serve_metrics(config.prometheus_listen, registry)
     provider = MeterProvider(metric_readers=readers, resource=resource)
-    dedup_metrics = DedupMetrics(provider.get_meter(SCOPE, __version__), policies)
+    dedup_metrics = DedupMetrics(provider.get_meter(SCOPE, __version__), policies, waiters)
 
     def close() -> None:
         if endpoint is not None:

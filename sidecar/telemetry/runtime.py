@@ -16,6 +16,7 @@ import grpc
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 
 from sidecar import __version__
+from sidecar.domain.claim_waiters import ClaimWaiters
 from sidecar.domain.observer import Observer
 from sidecar.telemetry.config import TelemetryConfig, load_config
 from sidecar.telemetry.fan_out import FanOut
@@ -73,7 +74,10 @@ def resource(environ: Mapping[str, str]) -> Resource:
 
 
 def start_telemetry(
-    policies: PolicySource | None = None, metrics_listen: str = "", environ: Mapping[str, str] | None = None
+    policies: PolicySource | None = None,
+    metrics_listen: str = "",
+    environ: Mapping[str, str] | None = None,
+    waiters: ClaimWaiters | None = None,
 ) -> Telemetry:
     """Raises TelemetryConfigError on a bad OTEL_* value (before anything starts)."""
     environ = os.environ if environ is None else environ
@@ -92,7 +96,7 @@ def start_telemetry(
         telemetry._closers.append(close)
     if config.metrics:
         try:
-            observer, dedup_metrics, url, close = providers.metrics(config, res, policies)
+            observer, dedup_metrics, url, close = providers.metrics(config, res, policies, waiters)
         except BaseException:
             telemetry.shutdown()
             raise

@@ -24,7 +24,7 @@ def check_request(m: pb.CheckRequest) -> rq.CheckRequest:
 
 
 def claim_request(m: pb.ClaimRequest) -> rq.ClaimRequest:
-    return rq.ClaimRequest(m.namespace, m.id, m.fingerprint, m.lease_ms)
+    return rq.ClaimRequest(m.namespace, m.id, m.fingerprint, m.lease_ms, m.wait_ms)
 
 
 def commit_request(m: pb.CommitRequest) -> rq.CommitRequest:

@@ -15,10 +15,12 @@ from sidecar.domain.errors import DedupError, FieldViolation, InvalidArgument, S
 from sidecar.service import DedupService
 from sidecar.telemetry.trace_context import current as current_trace
 from sidecar.transport import convert
+from sidecar.transport.drain import Drain
 from sidecar.transport.status import to_grpc_status, to_item_error
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[object, object]
+_WAIT_MARGIN_S = 0.1  # a waiting Claim answers IN_PROGRESS this long before the call's deadline
 
 
 def _batch_results(results: Sequence[object | StoreError], to_message: Callable[[T], object], empty: type) -> list:  # type: ignore[type-arg]
@@ -39,11 +41,13 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
         self._service = service
         self._default_deadline_s = default_deadline_s
         self._stream_window = stream_window
+        self.drain = Drain()  # in-flight work, for the graceful shutdown (app.py)
         self._stream_handlers: dict[str, Callable[[Any, float], Awaitable[Message]]] = {
             "check": self._stream_check,
             "claim": self._stream_claim,
             "commit": self._stream_commit,
             "release": self._stream_release,
+            "renew": self._stream_renew,
             "check_batch": lambda body, budget: self._check_batch(body, budget, None),
             "claim_batch": lambda body, budget: self._claim_batch(body, budget, None),
             "commit_batch": lambda body, budget: self._commit_batch(body, budget, None),
@@ -56,13 +60,19 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
             return self._default_deadline_s
         return max(remaining * 0.9 - 0.005, 0.0)
 
+    def _wait_limit(self, context: Context) -> float:
+        """How long a unary Claim may wait: until 100 ms before the caller's deadline (or the default)."""
+        remaining = context.time_remaining()
+        return (self._default_deadline_s if remaining is None else remaining) - _WAIT_MARGIN_S
+
     async def _call(self, context: Context, run: Callable[[float], Awaitable[T]]) -> T:
-        try:
-            return await run(self._timeout(context))
-        except DedupError as err:
-            status = to_grpc_status(err)
-            await context.abort(status.code, status.details, status.trailing_metadata)
-            raise  # unreachable: abort raises
+        with self.drain.track():
+            try:
+                return await run(self._timeout(context))
+            except DedupError as err:
+                status = to_grpc_status(err)
+                await context.abort(status.code, status.details, status.trailing_metadata)
+                raise  # unreachable: abort raises
 
     async def Check(self, request: pb.CheckRequest, context: Context) -> pb.CheckResponse:
         req = convert.check_request(request)
@@ -72,8 +82,11 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
 
     async def Claim(self, request: pb.ClaimRequest, context: Context) -> pb.ClaimResponse:
         req = convert.claim_request(request)
+        limit = self._wait_limit(context)
         return convert.claim_response(
-            await self._call(context, lambda t: self._service.claim(req, timeout_s=t, trace=current_trace()))
+            await self._call(
+                context, lambda t: self._service.claim(req, timeout_s=t, trace=current_trace(), wait_limit_s=limit)
+            )
         )
 
     async def Commit(self, request: pb.CommitRequest, context: Context) -> pb.CommitResponse:
@@ -120,7 +133,10 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
         self, m: pb.ClaimBatchRequest, budget_s: float, context: Context | None
     ) -> pb.ClaimBatchResponse:
         reqs = [convert.claim_request(item) for item in m.items]
-        results = await self._batch(context, self._service.claim_batch(reqs, timeout_s=budget_s, trace=current_trace()))
+        limit = None if context is None else self._wait_limit(context)
+        results = await self._batch(
+            context, self._service.claim_batch(reqs, timeout_s=budget_s, trace=current_trace(), wait_limit_s=limit)
+        )
         return pb.ClaimBatchResponse(results=_batch_results(results, convert.claim_response, pb.ClaimResponse))
 
     async def _commit_batch(
@@ -157,6 +173,9 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
     async def _stream_release(self, m: pb.ReleaseRequest, budget_s: float) -> pb.ReleaseResponse:
         return convert.release_response(await self._service.release(convert.release_request(m), timeout_s=budget_s))
 
+    async def _stream_renew(self, m: pb.RenewRequest, budget_s: float) -> pb.RenewResponse:
+        return convert.renew_response(await self._service.renew(convert.renew_request(m), timeout_s=budget_s))
+
     async def _stream_one(self, m: pb.StreamRequest) -> pb.StreamResponse:
         """One stream message, answered like the unary call; errors become `error`."""
         out = pb.StreamResponse(correlation_id=m.correlation_id)
@@ -173,35 +192,47 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
     async def Stream(
         self, request_iterator: AsyncIterator[pb.StreamRequest], context: Context
     ) -> AsyncIterator[pb.StreamResponse]:
-        """Up to stream_window requests are in flight at once; reading pauses beyond that."""
+        """Up to stream_window requests are in flight or unsent at once: a slot is freed when its
+        response was written, so reading pauses for a client that does not read its responses.
+        On shutdown the stream stops reading, answers what it read, then ends with UNAVAILABLE."""
         responses: asyncio.Queue[pb.StreamResponse | None] = asyncio.Queue()
         window = asyncio.Semaphore(self._stream_window)
         tasks: set[asyncio.Task[None]] = set()
 
         async def handle(m: pb.StreamRequest) -> None:
-            try:
+            with self.drain.track():
                 responses.put_nowait(await self._stream_one(m))  # unbounded: the window bounds it
-            finally:
-                window.release()
 
         async def read() -> None:
+            async for m in request_iterator:
+                await window.acquire()
+                task = asyncio.create_task(handle(m))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+        async def run() -> None:
+            reader = asyncio.create_task(read())
+            self.drain.add_reader(reader)
             try:
-                async for m in request_iterator:
-                    await window.acquire()
-                    task = asyncio.create_task(handle(m))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                await reader
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not self.drain.closing or (current is not None and current.cancelling()):
+                    raise
+            finally:
                 if tasks:
                     await asyncio.gather(*tasks)
-            finally:
                 await responses.put(None)
 
-        reader = asyncio.create_task(read())
+        runner = asyncio.create_task(run())
         try:
             while (response := await responses.get()) is not None:
                 yield response
-            await reader
+                window.release()  # written to the transport: the slot is free
+            await runner
+            if self.drain.closing:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the sidecar is shutting down: open a new stream")
         finally:
-            reader.cancel()
+            runner.cancel()
             for task in tasks:
                 task.cancel()

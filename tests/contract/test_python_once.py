@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from dedup_client import (
+    Action,
     AsyncDedupClient,
     AsyncEffectivelyOnce,
+    AsyncLease,
+    ClaimOutcome,
     DedupClient,
     EffectivelyOnce,
+    InvalidArgumentError,
+    Lease,
+    LeaseLostError,
     RecordState,
     Status,
+    UnavailableError,
 )
+from dedup_client.sinks import SQLITE_APPLIED_DDL, mark_applied
 
 from tests.contract.conftest import Harness
+from tests.contract.python_driver import cut
 
 NS = "contract"
 
@@ -44,9 +55,9 @@ def test_processed_then_duplicate_with_stored_result(client: DedupClient) -> Non
     once = EffectivelyOnce(client, NS, encode=lambda receipt: receipt.encode())
     id, calls = fresh_id(), []
 
-    def handler(token: int) -> str:
-        calls.append(token)
-        return f"receipt-{token}"
+    def handler(lease: Lease) -> str:
+        calls.append(lease.token)
+        return f"receipt-{int(lease)}"
 
     first = once.run(id, handler)
     second = once.run(id, handler)
@@ -63,20 +74,20 @@ def test_handler_error_releases_and_redelivery_processes(client: DedupClient) ->
     once = EffectivelyOnce(client, NS)
     id = fresh_id()
 
-    def failing(token: int) -> None:
+    def failing(lease: Lease) -> None:
         raise RuntimeError("downstream down")
 
     with pytest.raises(RuntimeError, match="downstream down"):
         once.run(id, failing)
     assert client.inspect(NS, id).state is RecordState.ABSENT  # released at once, not after the lease
-    assert once.run(id, lambda token: "ok").status is Status.PROCESSED
+    assert once.run(id, lambda lease: "ok").status is Status.PROCESSED
 
 
 def test_in_progress_elsewhere_does_not_run_the_handler(client: DedupClient) -> None:
     id = fresh_id()
     assert client.claim(NS, id, lease_ms=60_000).acquired
-    ran = []
-    outcome = EffectivelyOnce(client, NS).run(id, ran.append)
+    ran: list[Lease] = []
+    outcome = EffectivelyOnce(client, NS, wait_ms=0).run(id, ran.append)
     assert outcome.status is Status.IN_PROGRESS
     assert not outcome.should_ack
     assert outcome.retry_after_ms > 0
@@ -86,7 +97,7 @@ def test_in_progress_elsewhere_does_not_run_the_handler(client: DedupClient) -> 
 def test_conflict_is_reported(client: DedupClient) -> None:
     id = fresh_id()
     client.check(NS, id, fingerprint="a")
-    outcome = EffectivelyOnce(client, NS).run(id, lambda token: None, fingerprint="b")
+    outcome = EffectivelyOnce(client, NS).run(id, lambda lease: None, fingerprint="b")
     assert outcome.status is Status.CONFLICT
     assert not outcome.should_ack
 
@@ -95,24 +106,85 @@ def test_lease_is_renewed_while_the_handler_runs(client: DedupClient) -> None:
     once = EffectivelyOnce(client, NS, lease_ms=1_000, renew_every_ms=50)
     id = fresh_id()
 
-    def slow(token: int) -> None:
+    def slow(lease: Lease) -> None:
         first = client.inspect(NS, id).lease_expires_unix_ms
         wait_until(lambda: client.inspect(NS, id).lease_expires_unix_ms > first)
 
     assert once.run(id, slow).status is Status.PROCESSED
 
 
-def test_commit_after_the_lease_ended_reports_lease_lost(client: DedupClient) -> None:
-    once = EffectivelyOnce(client, NS, lease_ms=200, renew_every_ms=600_000)
+def test_commit_after_the_lease_ended_reclaims_and_commits(client: DedupClient) -> None:
+    """The effect is done and nobody took the id: re-claim, commit at once, PROCESSED."""
+    once = EffectivelyOnce(client, NS, lease_ms=200, renew_every_ms=600_000, encode=str.encode)
     id = fresh_id()
 
-    def outlives_lease(token: int) -> str:
+    def outlives_lease(lease: Lease) -> str:
         wait_until(lambda: client.inspect(NS, id).state is RecordState.ABSENT)
+        assert lease.lost  # its time ran out by the local clock too
+        return "done"
+
+    outcome = once.run(id, outlives_lease)
+    assert outcome.status is Status.PROCESSED
+    assert outcome.value == "done"
+    assert client.claim(NS, id).result == b"done"
+
+
+def test_commit_after_another_holder_took_over_is_lease_lost(client: DedupClient) -> None:
+    once = EffectivelyOnce(client, NS, lease_ms=200, renew_every_ms=600_000)
+    id = fresh_id()
+    other: list[int] = []
+
+    def outlives_lease(lease: Lease) -> str:
+        wait_until(lambda: client.inspect(NS, id).state is RecordState.ABSENT)
+        claim = client.claim(NS, id, lease_ms=60_000)
+        assert claim.outcome is ClaimOutcome.ACQUIRED
+        other.append(claim.fencing_token)
         return "done"
 
     outcome = once.run(id, outlives_lease)
     assert outcome.status is Status.LEASE_LOST
+    assert outcome.action is Action.ACK
+    assert outcome.should_ack
     assert outcome.value == "done"
+    assert client.inspect(NS, id).fencing_token == other[0]  # the new holder's lease is untouched
+
+
+def test_ensure_renews_and_raises_once_the_lease_is_gone(client: DedupClient) -> None:
+    once = EffectivelyOnce(client, NS, lease_ms=5_000, renew_every_ms=600_000)
+    id = fresh_id()
+    seen: list[str] = []
+
+    def handler(lease: Lease) -> None:
+        lease.ensure()
+        seen.append("ok" if not lease.lost else "lost")
+        client.forget(NS, id)
+        with pytest.raises(LeaseLostError):
+            lease.ensure()
+        seen.append("lost" if lease.lost else "not lost")
+
+    assert once.run(id, handler).status is Status.PROCESSED  # re-claimed: the record was absent
+    assert seen == ["ok", "lost"]
+
+
+def test_wait_ms_waits_for_the_holder_and_returns_its_result(client: DedupClient) -> None:
+    id = fresh_id()
+    holder = client.claim(NS, id, lease_ms=60_000)
+    once = EffectivelyOnce(client, NS, wait_ms=20_000)
+    box: list[object] = []
+    thread = threading.Thread(target=lambda: box.append(once.run(id, lambda lease: "never")))
+    thread.start()
+    wait_until(lambda: thread.is_alive())
+    client.commit(NS, id, holder.fencing_token, result="r-holder")
+    thread.join(25)
+    outcome = box[0]
+    assert getattr(outcome, "status", None) is Status.DUPLICATE
+    assert getattr(outcome, "stored_result", None) == b"r-holder"
+
+
+def test_int_of_a_lease_is_its_token(client: DedupClient) -> None:
+    tokens: list[tuple[int, int]] = []
+    EffectivelyOnce(client, NS).run(fresh_id(), lambda lease: tokens.append((int(lease), lease.token)))
+    assert tokens[0][0] == tokens[0][1] > 0
 
 
 def test_renewal_notices_a_lost_lease(client: DedupClient) -> None:
@@ -120,9 +192,12 @@ def test_renewal_notices_a_lost_lease(client: DedupClient) -> None:
     id = fresh_id()
     with once.attempt(id) as attempt:
         assert attempt.acquired
+        assert attempt.lease is not None
+        assert not attempt.lease.wait_lost(timeout=0.05)  # still held
         client.forget(NS, id)  # an operator deletes the record under the holder
-        wait_until(lambda: attempt.lease_lost)
-    assert attempt.outcome.status is Status.LEASE_LOST
+        assert attempt.lease.wait_lost(timeout=5)  # the next renewal finds it gone
+        assert attempt.lease_lost
+    assert attempt.outcome.status is Status.PROCESSED  # the record was absent: re-claimed and committed
 
 
 def test_decorator_and_context_manager(client: DedupClient) -> None:
@@ -130,8 +205,8 @@ def test_decorator_and_context_manager(client: DedupClient) -> None:
     seen: list[tuple[int, str]] = []
 
     @once.handler
-    def handle(token: int, body: str) -> int:
-        seen.append((token, body))
+    def handle(lease: Lease, body: str) -> int:
+        seen.append((lease.token, body))
         return len(body)
 
     id = fresh_id()
@@ -152,7 +227,7 @@ def test_decorator_and_context_manager(client: DedupClient) -> None:
 
 def test_heartbeat_thread_stops(client: DedupClient) -> None:
     before = {t.name for t in threading.enumerate()}
-    EffectivelyOnce(client, NS, renew_every_ms=10).run(fresh_id(), lambda token: None)
+    EffectivelyOnce(client, NS, renew_every_ms=10).run(fresh_id(), lambda lease: None)
     assert "dedup-renew" not in {t.name for t in threading.enumerate()} - before
 
 
@@ -162,8 +237,8 @@ async def test_asyncio_helper(contract_harness: Harness) -> None:
         id, calls = fresh_id(), []
 
         @once.handler
-        async def handle(token: int, body: bytes) -> bytes:
-            calls.append(token)
+        async def handle(lease: AsyncLease, body: bytes) -> bytes:
+            calls.append(lease.token)
             return body.upper()
 
         first = await handle(id, b"abc")
@@ -174,7 +249,7 @@ async def test_asyncio_helper(contract_harness: Harness) -> None:
         assert second.stored_result == b"ABC"
         assert len(calls) == 1
 
-        async def failing(token: int) -> None:
+        async def failing(lease: AsyncLease) -> None:
             raise ValueError("nope")
 
         id2 = fresh_id()
@@ -195,7 +270,7 @@ async def test_asyncio_helper_renews(contract_harness: Harness) -> None:
         once = AsyncEffectivelyOnce(client, NS, lease_ms=1_000, renew_every_ms=50)
         id = fresh_id()
 
-        async def slow(token: int) -> None:
+        async def slow(lease: AsyncLease) -> None:
             first = (await client.inspect(NS, id)).lease_expires_unix_ms
             deadline = time.monotonic() + 5
             while (await client.inspect(NS, id)).lease_expires_unix_ms <= first:
@@ -216,3 +291,102 @@ def test_unix_socket_target(contract_harness: Harness) -> None:
 async def test_asyncio_unix_socket_target(contract_harness: Harness) -> None:
     async with AsyncDedupClient(contract_harness.unix_target.removeprefix("unix:")) as client:  # bare path works too
         assert (await client.claim(NS, fresh_id())).acquired
+
+
+def test_transactional_sink_applies_once_across_a_lost_commit(client: DedupClient, tmp_path: Path) -> None:
+    """The effect and its dedup_applied row in one transaction: a redelivery after a lost record skips it."""
+    db = sqlite3.connect(tmp_path / "sink.db")
+    db.execute(SQLITE_APPLIED_DDL)
+    db.execute("CREATE TABLE ledger (id TEXT NOT NULL)")
+    once = EffectivelyOnce(client, NS)
+    id = fresh_id()
+
+    def handler(lease: Lease) -> bool:
+        with db:
+            cur = db.cursor()
+            first = mark_applied(cur, NS, id, lease, paramstyle="qmark")
+            if first:
+                cur.execute("INSERT INTO ledger VALUES (?)", (id,))
+        return first
+
+    assert once.run(id, handler).value is True
+    client.forget(NS, id)  # the dedup record is gone (e.g. a store without persistence restarted)
+    again = once.run(id, handler)
+    assert again.status is Status.PROCESSED
+    assert again.value is False  # the sink said: applied already
+    assert db.execute("SELECT count(*) FROM ledger").fetchone() == (1,)
+    db.close()
+
+
+def test_unreachable_past_the_lease_raises_commit_not_recorded(contract_harness: Harness) -> None:
+    """Commit is retried for the lease's life; when the lease is over and a last re-claim fails: UnavailableError."""
+    id = fresh_id()
+    with DedupClient(contract_harness.toggle_target) as client:
+        once = EffectivelyOnce(client, NS, lease_ms=1_000)
+        started = time.monotonic()
+        try:
+            with pytest.raises(UnavailableError, match="commit not recorded"):
+                once.run(id, lambda lease: cut(contract_harness.toggle_control, 6_000))
+        finally:
+            cut(contract_harness.toggle_control, 0)  # ends the outage for the next test
+        assert time.monotonic() - started >= 0.9  # it kept trying while the lease lasted
+    with DedupClient(contract_harness.target) as direct:
+        wait_until(lambda: direct.inspect(NS, id).state is RecordState.ABSENT)  # not released: it expired
+
+
+def test_no_heartbeat_outlives_a_failing_handler(client: DedupClient) -> None:
+    before = set(threading.enumerate())
+
+    def failing(lease: Lease) -> None:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        EffectivelyOnce(client, NS, renew_every_ms=5).run(fresh_id(), failing)
+    assert not [t for t in set(threading.enumerate()) - before if t.name == "dedup-renew"]
+
+
+async def test_asyncio_lease_sees_loss_and_ensure_fails(contract_harness: Harness) -> None:
+    import asyncio
+
+    async with AsyncDedupClient(contract_harness.target) as client:
+        once = AsyncEffectivelyOnce(client, NS, lease_ms=5_000, renew_every_ms=30)
+        id = fresh_id()
+        seen: list[bool] = []
+
+        async def handler(lease: AsyncLease) -> None:
+            await lease.ensure()
+            seen.append(lease.lost)
+            await client.forget(NS, id)
+            await asyncio.wait_for(lease.wait_lost(), 5)  # the heartbeat notices
+            seen.append(lease.lost)
+            with pytest.raises(LeaseLostError):
+                await lease.ensure()
+
+        assert (await once.run(id, handler)).status is Status.PROCESSED  # absent: re-claimed and committed
+        assert seen == [False, True]
+
+        async def failing(lease: AsyncLease) -> None:
+            raise KeyError("boom")
+
+        with pytest.raises(KeyError):
+            await once.run(fresh_id(), failing)
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "dedup-renew"]
+
+
+async def test_one_callers_bad_input_does_not_fail_coalesced_neighbours(contract_harness: Harness) -> None:
+    """The sidecar refuses a batch with one bad item as a whole; the stream re-sends the calls one by one."""
+    import asyncio
+
+    async with AsyncDedupClient(contract_harness.target) as client:
+        await client.check(NS, fresh_id())  # the stream is open
+        good = [fresh_id() for _ in range(5)]
+        results = await asyncio.gather(
+            *(client.claim(NS, id) for id in good[:2]),
+            client.claim(NS, ""),
+            *(client.claim(NS, id) for id in good[2:]),
+            return_exceptions=True,
+        )
+    bad = results.pop(2)
+    assert isinstance(bad, InvalidArgumentError)
+    assert [v.field for v in bad.field_violations] == ["id"]
+    assert all(getattr(r, "acquired", False) for r in results), results

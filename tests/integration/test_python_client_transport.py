@@ -1,18 +1,24 @@
 """Python client transport rules against a scripted gRPC server (not the sidecar):
-which calls are retried on UNAVAILABLE, deadlines, trace-context propagation, error details."""
+which calls are retried on UNAVAILABLE, deadlines, trace-context propagation, error details,
+and the stream transport (coalescing, per-call deadlines, broken streams, unary fallback)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
 import pytest
 from dedup_client import (
     AsyncDedupClient,
+    DeadlineExceededError,
     DedupClient,
+    DedupError,
     InvalidArgumentError,
     RetryPolicy,
     UnavailableError,
@@ -184,3 +190,253 @@ def test_static_metadata_is_sent(flaky: tuple[Scripted, str]) -> None:
     with DedupClient(target, retry=FAST, metadata=extra) as client:
         client.claim("ns", "id")
     assert servicer.metadata[-1]["authorization"] == "Bearer t0k"
+
+
+# ---- the stream transport (the default) ----
+
+
+class StreamScript(Scripted):
+    """Answers Stream messages like the sidecar would, and records what it was sent.
+
+    id "hold": the answer waits until `hold` is set (then ACQUIRED, token 99).
+    id "break": the stream fails with UNAVAILABLE (the connection dropped).
+    an empty id: the message (a whole batch) is answered with an INVALID_ARGUMENT error.
+    namespace "bad": the message is answered with an INVALID_ARGUMENT error.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(failures=0)
+        self.kinds: list[str] = []
+        self.batch_sizes: list[int] = []
+        self.released: list[int] = []
+        self.streams = 0
+        self.hold = threading.Event()
+
+    def _one(self, kind: str, body: Any, context: grpc.ServicerContext) -> Any:
+        if body.id == b"break":
+            context.abort(grpc.StatusCode.UNAVAILABLE, "connection dropped")
+        if kind == "check":
+            return pb.CheckResponse(outcome=pb.CHECK_OUTCOME_NEW)
+        if kind == "claim":
+            if body.id == b"hold":
+                self.hold.wait(10)
+                return pb.ClaimResponse(outcome=pb.CLAIM_OUTCOME_ACQUIRED, fencing_token=99)
+            return pb.ClaimResponse(outcome=pb.CLAIM_OUTCOME_ACQUIRED, fencing_token=7)
+        if kind == "release":
+            self.released.append(body.fencing_token)
+            return pb.ReleaseResponse(outcome=pb.RELEASE_OUTCOME_RELEASED)
+        if kind == "renew":
+            return pb.RenewResponse(outcome=pb.RENEW_OUTCOME_RENEWED)
+        return pb.CommitResponse(outcome=pb.COMMIT_OUTCOME_COMMITTED)
+
+    def Stream(self, request_iterator: Any, context: grpc.ServicerContext) -> Any:
+        with self.lock:
+            self.streams += 1
+            self.metadata.append({k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
+        for m in request_iterator:
+            kind = m.WhichOneof("request")
+            body = getattr(m, kind)
+            with self.lock:
+                self.kinds.append(kind)
+            out = pb.StreamResponse(correlation_id=m.correlation_id)
+            empty = [n for n, item in enumerate(getattr(body, "items", [body])) if not item.id]
+            if empty:  # like the sidecar: a batch is validated as a whole before anything runs
+                out.error.code = code_pb2.INVALID_ARGUMENT
+                out.error.message = "empty id"
+                out.error.field_violations.add(
+                    field=f"items[{empty[0]}].id" if kind.endswith("_batch") else "id", description="empty"
+                )
+            elif kind.endswith("_batch"):
+                with self.lock:
+                    self.batch_sizes.append(len(body.items))
+                single = kind.removesuffix("_batch")
+                getattr(out, kind).results.extend(self._one(single, item, context) for item in body.items)
+            elif body.namespace == "bad":
+                out.error.code = code_pb2.INVALID_ARGUMENT
+                out.error.message = "bad namespace"
+                out.error.field_violations.add(field="namespace", description="x")
+            else:
+                getattr(out, kind).CopyFrom(self._one(kind, body, context))
+            yield out
+
+
+@pytest.fixture
+def scripted_stream() -> Iterator[tuple[StreamScript, str]]:
+    servicer = StreamScript()
+    server, target = serve(servicer)
+    yield servicer, target
+    servicer.hold.set()
+    server.stop(None)
+
+
+def test_calls_go_over_one_stream(scripted_stream: tuple[StreamScript, str]) -> None:
+    servicer, target = scripted_stream
+    with DedupClient(target) as client:
+        assert client.transport == "stream"
+        assert client.claim("ns", "a").fencing_token == 7
+        assert client.commit("ns", "a", 7).outcome is not None
+        assert client.check("ns", "b").outcome is not None
+        assert client.renew("ns", "a", 7).outcome is not None
+        assert client.release("ns", "a", 7).outcome is not None
+        with pytest.raises(DedupError, match="UNIMPLEMENTED"):
+            client.inspect("ns", "a")  # Inspect stays unary (Scripted has none)
+    assert servicer.kinds == ["claim", "commit", "check", "renew", "release"]
+    assert servicer.streams == 1
+    assert servicer.calls == {}  # no unary call of the stream's verbs
+
+
+def test_unary_transport_setting(scripted_stream: tuple[StreamScript, str]) -> None:
+    servicer, target = scripted_stream
+    with DedupClient(target, transport="unary") as client:
+        assert client.transport == "unary"
+        client.claim("ns", "a")
+    assert servicer.streams == 0
+    assert servicer.calls == {"Claim": 1}
+
+
+async def test_concurrent_calls_are_coalesced_into_batches(scripted_stream: tuple[StreamScript, str]) -> None:
+    servicer, target = scripted_stream
+    async with AsyncDedupClient(target) as client:
+        await client.check("ns", "warm-up")  # the stream is open
+        results = await asyncio.gather(*(client.check("ns", f"id-{n}") for n in range(250)))
+        claims = await asyncio.gather(*(client.claim("ns", f"c-{n}") for n in range(3)))
+    assert all(r.outcome is not None for r in results)
+    assert [c.fencing_token for c in claims] == [7, 7, 7]
+    assert servicer.kinds[1:] == ["check_batch", "check_batch", "check_batch", "claim_batch"]
+    assert servicer.batch_sizes == [100, 100, 50, 3]
+
+
+def test_sync_threads_share_the_stream(scripted_stream: tuple[StreamScript, str]) -> None:
+    servicer, target = scripted_stream
+    with DedupClient(target) as client, ThreadPoolExecutor(16) as pool:
+        tokens = list(pool.map(lambda n: client.claim("ns", f"t-{n}").fencing_token, range(200)))
+    assert tokens == [7] * 200
+    assert servicer.streams == 1
+    assert sum(servicer.batch_sizes) + servicer.kinds.count("claim") == 200
+
+
+async def test_waiting_claims_are_not_coalesced(scripted_stream: tuple[StreamScript, str]) -> None:
+    servicer, target = scripted_stream
+    async with AsyncDedupClient(target) as client:
+        await asyncio.gather(*(client.claim("ns", f"w-{n}", wait_ms=1000) for n in range(3)))
+    assert servicer.kinds == ["claim", "claim", "claim"]
+
+
+def test_a_wait_longer_than_the_deadline_goes_unary(scripted_stream: tuple[StreamScript, str]) -> None:
+    """The sidecar then ends the wait before the deadline and still checks wait_ms against the policy."""
+    servicer, target = scripted_stream
+    with DedupClient(target) as client:
+        client.claim("ns", "fits", wait_ms=1000, timeout=5)
+        client.claim("ns", "too-long", wait_ms=20_000, timeout=5)
+    assert servicer.kinds == ["claim"]
+    assert servicer.calls == {"Claim": 1}
+
+
+def test_stream_errors_raise_like_unary_errors(scripted_stream: tuple[StreamScript, str]) -> None:
+    _, target = scripted_stream
+    with DedupClient(target) as client, pytest.raises(InvalidArgumentError) as caught:
+        client.check("bad", "id")
+    assert [v.field for v in caught.value.field_violations] == ["namespace"]
+
+
+def test_deadline_abandons_a_call_and_a_late_acquired_is_released(scripted_stream: tuple[StreamScript, str]) -> None:
+    servicer, target = scripted_stream
+    with DedupClient(target) as client:
+        with pytest.raises(DeadlineExceededError):
+            client.claim("ns", "hold", timeout=0.3)
+        servicer.hold.set()  # the late ACQUIRED (token 99) arrives now
+        deadline = time.monotonic() + 5
+        while 99 not in servicer.released:  # bounded polling for the client's Release
+            assert time.monotonic() < deadline, "the late ACQUIRED was not released"
+            time.sleep(0.01)
+        assert client.claim("ns", "after").fencing_token == 7  # the stream still serves
+
+
+async def test_asyncio_deadline_abandons_and_releases(scripted_stream: tuple[StreamScript, str]) -> None:
+    servicer, target = scripted_stream
+    async with AsyncDedupClient(target) as client:
+        with pytest.raises(DeadlineExceededError):
+            await client.claim("ns", "hold", timeout=0.3)
+        servicer.hold.set()
+        deadline = time.monotonic() + 5
+        while 99 not in servicer.released:
+            assert time.monotonic() < deadline, "the late ACQUIRED was not released"
+            await asyncio.sleep(0.01)
+
+
+def test_broken_stream_retries_claim_but_never_check(scripted_stream: tuple[StreamScript, str]) -> None:
+    servicer, target = scripted_stream
+    with DedupClient(target, retry=FAST) as client:
+        with pytest.raises(UnavailableError):
+            client.check("ns", "break")
+        assert servicer.streams == 1
+        with pytest.raises(UnavailableError):
+            client.claim("ns", "break")
+        assert servicer.streams == 1 + FAST.max_attempts  # each retry opened a new stream
+        assert client.claim("ns", "ok").fencing_token == 7
+
+
+async def test_asyncio_broken_stream_reopens(scripted_stream: tuple[StreamScript, str]) -> None:
+    servicer, target = scripted_stream
+    async with AsyncDedupClient(target, retry=FAST) as client:
+        with pytest.raises(UnavailableError):
+            await client.check("ns", "break")
+        assert (await client.claim("ns", "ok")).fencing_token == 7
+    assert servicer.streams == 2
+
+
+def test_without_stream_the_client_falls_back_to_unary(flaky: tuple[Scripted, str]) -> None:
+    servicer, target = flaky  # Scripted has no Stream: UNIMPLEMENTED
+    with DedupClient(target, retry=FAST) as client:
+        assert client.claim("ns", "id").fencing_token == 7
+        assert client.transport == "unary"
+        client.claim("ns", "id")
+    assert servicer.calls == {"Claim": 4}
+
+
+def test_closing_the_client_leaves_no_stream_threads(scripted_stream: tuple[StreamScript, str]) -> None:
+    _, target = scripted_stream
+    for _ in range(3):
+        with DedupClient(target) as client:
+            client.check("ns", "x")
+    assert not [t for t in threading.enumerate() if t.name == "dedup-stream"]
+
+
+def test_the_stream_carries_static_metadata_not_one_call_s_trace(scripted_stream: tuple[StreamScript, str]) -> None:
+    """One stream serves many traces: its messages must not claim the trace of the call that opened it."""
+    servicer, target = scripted_stream
+    tracer = TracerProvider().get_tracer("test")
+    with (
+        DedupClient(target, metadata=[("authorization", "Bearer t0k")]) as client,
+        tracer.start_as_current_span("consume"),
+    ):
+        client.check("ns", "id")
+    assert servicer.metadata[-1]["authorization"] == "Bearer t0k"
+    assert "traceparent" not in servicer.metadata[-1]
+
+
+async def test_a_batch_refused_as_a_whole_is_resent_call_by_call(scripted_stream: tuple[StreamScript, str]) -> None:
+    """One caller's bad input must not fail the other callers coalesced with it."""
+    servicer, target = scripted_stream
+    async with AsyncDedupClient(target) as client:
+        await client.check("ns", "warm-up")
+        results = await asyncio.gather(
+            client.check("ns", "a"), client.check("ns", ""), client.check("ns", "b"), return_exceptions=True
+        )
+    assert [type(r).__name__ for r in results] == ["CheckResult", "InvalidArgumentError", "CheckResult"]
+    bad = results[1]
+    assert isinstance(bad, InvalidArgumentError)
+    assert [v.field for v in bad.field_violations] == ["id"]  # as the unary call would say
+    assert servicer.kinds == ["check", "check_batch", "check", "check", "check"]
+
+
+async def test_coalesced_messages_stay_small(scripted_stream: tuple[StreamScript, str]) -> None:
+    """Large commit results are split across messages, below gRPC's default message limit."""
+    servicer, target = scripted_stream
+    async with AsyncDedupClient(target) as client:
+        await client.check("ns", "warm-up")
+        big = b"r" * 300_000
+        results = await asyncio.gather(*(client.commit("ns", f"id-{n}", 7, result=big) for n in range(10)))
+    assert all(r.outcome is not None for r in results)
+    assert servicer.kinds[1:] == ["commit_batch"] * 3 + ["commit"]  # at most 1 MiB per message
+    assert servicer.batch_sizes == [3, 3, 3]

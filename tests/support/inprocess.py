@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -11,11 +12,14 @@ from typing import Any
 import grpc
 
 from dedup.v1 import dedup_pb2_grpc
+from sidecar.domain.claim_waiters import ClaimWaiters
 from sidecar.domain.errors import StoreError
+from sidecar.domain.keys import wake_channel
 from sidecar.domain.policy import BUILT_IN_POLICIES, PolicySet, parse_policies
 from sidecar.health import HealthMonitor
 from sidecar.redis_store.factory import inspect_any, open_store
 from sidecar.redis_store.store import RedisStore
+from sidecar.redis_store.wake import WakeSubscriber, subscriber_for
 from sidecar.service import DedupService, ServiceLimits
 from sidecar.settings import Settings
 from sidecar.transport.server import build_server
@@ -40,6 +44,8 @@ class RunningSidecar:
     policies: StaticPolicies
     health: HealthMonitor
     key_prefix: str
+    waiters: ClaimWaiters | None = None
+    wake: WakeSubscriber | None = None
 
 
 def unique_prefix() -> str:
@@ -62,7 +68,12 @@ async def running_sidecar(
     store = open_store(redis_url, timeout_s=store_timeout_s, client=config.redis_client, check_path=config.check_path)
     with contextlib.suppress(StoreError):  # as the startup checks do: Check without Lua on 7.0+
         store.use_server((await inspect_any(store.client)).version)
-    service = DedupService(store, policy_source, ServiceLimits(config.max_batch, prefix))
+    waiters = ClaimWaiters(config.max_claim_waiters)
+    service = DedupService(store, policy_source, ServiceLimits(config.max_batch, prefix), waiters=waiters)
+    wake = subscriber_for(store.client, wake_channel(prefix), waiters)
+    wake_task = asyncio.create_task(wake.run())
+    async with asyncio.timeout(10):
+        await wake.subscribed.wait()
 
     async def probe() -> bool:
         try:
@@ -80,9 +91,21 @@ async def running_sidecar(
     channel = grpc.aio.insecure_channel(target)
     try:
         yield RunningSidecar(
-            target, channel, dedup_pb2_grpc.DedupStub(channel), service, store, policy_source, health, prefix
+            target,
+            channel,
+            dedup_pb2_grpc.DedupStub(channel),
+            service,
+            store,
+            policy_source,
+            health,
+            prefix,
+            waiters,
+            wake,
         )
     finally:
         await channel.close()
         await server.stop(None)
+        wake_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await wake_task
         await store.close()

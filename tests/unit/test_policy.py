@@ -108,3 +108,13 @@ def test_every_problem_is_listed_with_its_path() -> None:
 def test_malformed_documents_are_rejected(document: object) -> None:
     with pytest.raises(PolicyError):
         parse_policies(document)
+
+
+def test_max_claim_wait_defaults_to_30s_and_is_bounded_by_10m() -> None:
+    policies = parse_policies({"namespaces": {"a": {}, "b": {"max_claim_wait": "2m"}, "c": {"max_claim_wait": "0s"}}})
+    assert policies.lookup("a").max_claim_wait_ms == 30_000
+    assert policies.lookup("b").max_claim_wait_ms == 120_000
+    assert policies.lookup("c").max_claim_wait_ms == 0
+    with pytest.raises(PolicyError) as raised:
+        parse_policies({"namespaces": {"d": {"max_claim_wait": "11m"}}})
+    assert any("namespaces.d.max_claim_wait" in problem for problem in raised.value.problems)

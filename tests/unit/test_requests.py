@@ -41,3 +41,12 @@ def test_batch_size() -> None:
     assert fields(batch_size_violations(0, 10)) == ["items"]
     assert fields(batch_size_violations(11, 10)) == ["items"]
     assert batch_size_violations(10, 10) == []
+
+
+def test_wait_ms_is_bounded_by_the_policy_and_never_negative() -> None:
+    policy = NamespacePolicy(max_claim_wait_ms=1_000)
+    assert policy_violations(ClaimRequest("ns", b"x", wait_ms=0), policy) == []
+    assert policy_violations(ClaimRequest("ns", b"x", wait_ms=1_000), policy) == []
+    for bad in (-1, 1_001):
+        (violation,) = policy_violations(ClaimRequest("ns", b"x", wait_ms=bad), policy, "items[3].")
+        assert violation.field == "items[3].wait_ms"

@@ -16,7 +16,7 @@ import random
 import uuid
 from dataclasses import dataclass
 
-from dedup_client import DedupClient, EffectivelyOnce, Status
+from dedup_client import Action, DedupClient, DedupError, EffectivelyOnce, Lease, Status
 
 
 @dataclass(frozen=True)
@@ -58,26 +58,32 @@ def main() -> int:
     with DedupClient(args.target) as client:
         once = EffectivelyOnce(client, args.namespace, lease_ms=10_000, encode=str.encode)
 
-        def handle(message: Message, token: int) -> str:
+        def handle(message: Message, lease: Lease) -> str:
             if message.id in fail_once:
                 fail_once.discard(message.id)
                 raise RuntimeError("payment provider timed out")
+            lease.ensure()  # right before an effect that cannot be fenced: raises LeaseLostError if gone
             effects[message.id] += 1  # the side effect, e.g. charging a card
-            return f"receipt for {message.body} (token {token})"
+            return f"receipt for {message.body} (token {lease.token})"
 
         while (message := queue.receive()) is not None:
             try:
-                outcome = once.run(message.id, lambda token, m=message: handle(m, token))
-            except RuntimeError:
+                outcome = once.run(message.id, lambda lease, m=message: handle(m, lease))
+            except (RuntimeError, DedupError):  # the handler failed (released), or the sidecar is unreachable
                 counts["failed_then_redelivered"] += 1
-                queue.nack(message)  # released by the helper: the redelivery can proceed at once
+                queue.nack(message)
                 continue
             if outcome.status is Status.PROCESSED:
                 counts["processed"] += 1
             elif outcome.status is Status.DUPLICATE:
                 counts["duplicates_skipped"] += 1
-            if not outcome.should_ack:  # IN_PROGRESS elsewhere: try again later
-                queue.nack(message)
+            match outcome.action:
+                case Action.ACK:
+                    pass  # PROCESSED, DUPLICATE, LEASE_LOST: the queue forgets it
+                case Action.NACK:  # IN_PROGRESS elsewhere after wait_ms: try again later
+                    queue.nack(message)
+                case Action.DEAD_LETTER:  # CONFLICT: the same id with other content
+                    counts["dead_lettered"] += 1
 
     print(
         f"processed={counts['processed']} duplicates_skipped={counts['duplicates_skipped']} "

@@ -1,5 +1,7 @@
 -- Claim: take a lease on an absent record. KEYS: one record key per item.
--- ARGV per item (stride 4): lease_ms, fingerprint check (0|1), fingerprint, trace context.
+-- ARGV per item (stride 5): lease_ms, fingerprint check (0|1), fingerprint, trace context,
+--   wake channel ('' = none; else the claim will wait: an IN_PROGRESS record is flagged with the
+--   channel, field [11], so that its holder's Commit or Release publishes the key there; ADR 0065).
 -- Reply: {now_ms, item...}; item = {outcome (1 ACQUIRED, 2 IN_PROGRESS, 3 DUPLICATE, 4 CONFLICT),
 --   fencing token, lease_expires_ms, retry_after_ms, first_seen_ms, age_ms, committed_ms,
 --   has_result, result, trace context of the original}; outcome 5 = over quota (nothing stored).
@@ -9,7 +11,7 @@
 local reply = {now_ms}
 local items, admit = quota_gate()
 for i = 1, items do
-  local base = (i - 1) * 4
+  local base = (i - 1) * 5
   local key, lease = KEYS[i], tonumber(ARGV[base + 1])
   local fingerprint, trace = ARGV[base + 3], ARGV[base + 4]
   local record = load(key)
@@ -22,6 +24,11 @@ for i = 1, items do
     reply[i + 1] = {4, 0, 0, 0, record[3], now_ms - record[3], 0, 0, '', record[8]}
   elseif record[1] == 'P' then
     local retry_after = math.max(redis.call('PTTL', key), 0)
+    local channel = ARGV[base + 5]
+    if channel ~= '' and record[11] ~= channel then
+      record[11] = channel
+      redis.call('SET', key, cmsgpack.pack(record), 'KEEPTTL')
+    end
     reply[i + 1] = {2, 0, 0, retry_after, record[3], now_ms - record[3], 0, 0, '', record[8]}
   else
     slide(key, record)

@@ -4,6 +4,7 @@
 --   [5] fingerprint ('' = none)                   [6] has result (0|1)   [7] result
 --   [8] trace context of the first sighting       [9] trace context of the commit
 --   [10] sliding window length in ms (0 = fixed window)
+--   [11] P only, optional: the wake channel of waiting Claims (absent = nobody waits; ADR 0065)
 -- Compact form: a Check-only record with no fingerprint, no trace context and a
 -- fixed window is stored as its first-seen time alone, in decimal ('1712345678901'),
 -- which Redis keeps as an integer inside the value object (no string allocation):
@@ -77,4 +78,10 @@ local function quota_gate()
     end
     return true
   end
+end
+
+-- A holder's Commit or Release ends a wait: name the key on the channel the waiting Claims left.
+local function wake(key, record)
+  local channel = record[11]
+  if channel and channel ~= '' then redis.call('PUBLISH', channel, key) end
 end

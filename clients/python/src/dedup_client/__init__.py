@@ -8,15 +8,17 @@ from dedup_client.errors import (
     DedupError,
     FieldViolation,
     InvalidArgumentError,
+    LeaseLostError,
     NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
     UnauthenticatedError,
     UnavailableError,
 )
+from dedup_client.lease import AsyncLease, Lease
 from dedup_client.once import Attempt, EffectivelyOnce
 from dedup_client.once_aio import AsyncAttempt, AsyncEffectivelyOnce
-from dedup_client.outcome import Outcome, Status
+from dedup_client.outcome import Action, Outcome, Status
 from dedup_client.results import (
     CheckItem,
     CheckOutcome,
@@ -42,9 +44,11 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "NO_RETRIES",
     "RETRY_SAFE_METHODS",
+    "Action",
     "AsyncAttempt",
     "AsyncDedupClient",
     "AsyncEffectivelyOnce",
+    "AsyncLease",
     "Attempt",
     "CheckItem",
     "CheckOutcome",
@@ -64,6 +68,8 @@ __all__ = [
     "ForgetResult",
     "InspectResult",
     "InvalidArgumentError",
+    "Lease",
+    "LeaseLostError",
     "NotFoundError",
     "Outcome",
     "PermissionDeniedError",

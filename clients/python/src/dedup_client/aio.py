@@ -13,8 +13,8 @@ from dedup.v1 import dedup_pb2 as pb
 from dedup.v1 import dedup_pb2_grpc
 from dedup_client import convert
 from dedup_client.channel import CHANNEL_OPTIONS, normalize_target
-from dedup_client.client import DEFAULT_TIMEOUT_S
-from dedup_client.errors import from_rpc_error
+from dedup_client.client import DEFAULT_TIMEOUT_S, Transport, goes_unary
+from dedup_client.errors import DedupError, from_rpc_error
 from dedup_client.results import (
     CheckItem,
     CheckResult,
@@ -28,6 +28,8 @@ from dedup_client.results import (
     RenewResult,
 )
 from dedup_client.retry import RetryPolicy
+from dedup_client.stream_aio import AioStream
+from dedup_client.streaming import STREAM_KINDS
 from dedup_client.tracing import trace_metadata
 
 R = TypeVar("R")
@@ -54,7 +56,10 @@ class AsyncDedupClient:
         metadata: Sequence[tuple[str, str]] = (),
         wait_for_ready: bool = False,
         options: Sequence[tuple[str, Any]] = (),
+        transport: Transport = "stream",
     ) -> None:
+        if transport not in ("stream", "unary"):
+            raise ValueError(f"transport must be 'stream' or 'unary', not {transport!r}")
         target = normalize_target(target)
         all_options = [*CHANNEL_OPTIONS, *options]
         self._channel = (
@@ -67,6 +72,17 @@ class AsyncDedupClient:
         self._retry = retry or RetryPolicy()
         self._metadata = tuple(metadata)
         self._wait_for_ready = wait_for_ready
+        self._stream = AioStream(self._stub, self._metadata, wait_for_ready) if transport == "stream" else None
+
+    @property
+    def transport(self) -> Transport:
+        """ "stream" (the default), or "unary" when turned off or the sidecar has no Stream."""
+        return "stream" if self._stream is not None and not self._stream.unimplemented else "unary"
+
+    @property
+    def default_timeout(self) -> float:
+        """Seconds of deadline for calls made without `timeout=`."""
+        return self._default_timeout
 
     async def __aenter__(self) -> AsyncDedupClient:
         return self
@@ -75,30 +91,48 @@ class AsyncDedupClient:
         await self.close()
 
     async def close(self) -> None:
+        if self._stream is not None:
+            await self._stream.close()
         await self._channel.close(None)
 
+    def _call_metadata(self) -> list[tuple[str, str]]:
+        return [*self._metadata, *trace_metadata()]
+
     async def _call(self, method: str, request: Any, timeout: float | None, convert_response: Callable[[Any], R]) -> R:
-        rpc = getattr(self._stub, method)
         deadline = time.monotonic() + (self._default_timeout if timeout is None else timeout)
         attempt = 0
         while True:
             attempt += 1
-            remaining = deadline - time.monotonic()
             try:
-                response = await rpc(
-                    request,
-                    timeout=max(remaining, 0.0),
-                    metadata=[*self._metadata, *trace_metadata()],
-                    wait_for_ready=self._wait_for_ready,
-                )
-            except grpc.RpcError as err:
-                code: grpc.StatusCode = err.code()
-                wait = self._retry.delay(method, code, attempt, deadline - time.monotonic())
+                response = await self._attempt(method, request, deadline)
+            except DedupError as err:
+                wait = self._retry.delay(method, err.code, attempt, deadline - time.monotonic())
                 if wait is None:
-                    raise from_rpc_error(err) from None
+                    raise
                 await asyncio.sleep(wait)  # backoff between attempts
                 continue
             return convert_response(response)
+
+    async def _attempt(self, method: str, request: Any, deadline: float) -> Any:
+        """One try: over the stream for its verbs (unless off or refused), else a unary call."""
+        kind = STREAM_KINDS.get(method)
+        stream = self._stream
+        if kind and stream and not stream.unimplemented and not goes_unary(method, request, deadline):
+            try:
+                return await stream.call(kind, request, deadline)
+            except DedupError as err:
+                if err.code is not grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                # no Stream on this sidecar (or not for this verb): this call goes unary
+        try:
+            return await getattr(self._stub, method)(
+                request,
+                timeout=max(deadline - time.monotonic(), 0.0),
+                metadata=self._call_metadata(),
+                wait_for_ready=self._wait_for_ready,
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
 
     async def check(
         self,
@@ -120,10 +154,15 @@ class AsyncDedupClient:
         *,
         fingerprint: bytes | str | None = None,
         lease_ms: int = 0,
+        wait_ms: int = 0,
         timeout: float | None = None,
     ) -> ClaimResult:
-        """Takes a lease: ACQUIRED (+ fencing_token), IN_PROGRESS, DUPLICATE (+ result) or CONFLICT."""
-        request = convert.claim_request(namespace, id, fingerprint, lease_ms)
+        """Takes a lease: ACQUIRED (+ fencing_token), IN_PROGRESS, DUPLICATE (+ result) or CONFLICT.
+
+        wait_ms > 0: if another holder's lease is live, wait up to wait_ms (ending 100 ms
+        before the deadline) for its Commit (-> DUPLICATE), Release or lost lease (-> ACQUIRED).
+        """
+        request = convert.claim_request(namespace, id, fingerprint, lease_ms, wait_ms)
         return await self._call("Claim", request, timeout, convert.claim_result)
 
     async def commit(
@@ -182,10 +221,11 @@ class AsyncDedupClient:
         items: Iterable[bytes | str | ClaimItem],
         *,
         lease_ms: int = 0,
+        wait_ms: int = 0,
         timeout: float | None = None,
     ) -> list[ClaimResult]:
-        """Claim for many ids in one call; one result per item, in order."""
-        request = convert.claim_batch_request(namespace, items, lease_ms)
+        """Claim for many ids in one call; one result per item, in order (wait_ms: per item, as claim)."""
+        request = convert.claim_batch_request(namespace, items, lease_ms, wait_ms)
         return await self._call("ClaimBatch", request, timeout, lambda r: [convert.claim_result(x) for x in r.results])
 
     async def commit_batch(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import grpc
 
@@ -12,7 +12,7 @@ from dedup.v1 import dedup_pb2 as pb
 from dedup.v1 import dedup_pb2_grpc
 from dedup_client import convert
 from dedup_client.channel import CHANNEL_OPTIONS, normalize_target
-from dedup_client.errors import from_rpc_error
+from dedup_client.errors import DedupError, from_rpc_error
 from dedup_client.results import (
     CheckItem,
     CheckResult,
@@ -26,10 +26,21 @@ from dedup_client.results import (
     RenewResult,
 )
 from dedup_client.retry import RetryPolicy
+from dedup_client.stream_sync import SyncStream
+from dedup_client.streaming import STREAM_KINDS
 from dedup_client.tracing import trace_metadata
 
 R = TypeVar("R")
 DEFAULT_TIMEOUT_S = 5.0
+Transport = Literal["stream", "unary"]
+# A Claim whose wait would outlast its deadline goes unary: the sidecar then ends the
+# wait 100 ms before the deadline and still checks wait_ms against the policy.
+WAIT_MARGIN_MS = 100
+
+
+def goes_unary(method: str, request: Any, deadline: float) -> bool:
+    """True for a Claim whose wait_ms does not fit in the time left before `deadline`."""
+    return method == "Claim" and request.wait_ms > (deadline - time.monotonic()) * 1000 - WAIT_MARGIN_MS
 
 
 class DedupClient:
@@ -52,7 +63,10 @@ class DedupClient:
         metadata: Sequence[tuple[str, str]] = (),
         wait_for_ready: bool = False,
         options: Sequence[tuple[str, Any]] = (),
+        transport: Transport = "stream",
     ) -> None:
+        if transport not in ("stream", "unary"):
+            raise ValueError(f"transport must be 'stream' or 'unary', not {transport!r}")
         target = normalize_target(target)
         all_options = [*CHANNEL_OPTIONS, *options]
         self._channel = (
@@ -65,6 +79,17 @@ class DedupClient:
         self._retry = retry or RetryPolicy()
         self._metadata = tuple(metadata)
         self._wait_for_ready = wait_for_ready
+        self._stream = SyncStream(self._stub, self._metadata, wait_for_ready) if transport == "stream" else None
+
+    @property
+    def transport(self) -> Transport:
+        """ "stream" (the default), or "unary" when turned off or the sidecar has no Stream."""
+        return "stream" if self._stream is not None and not self._stream.unimplemented else "unary"
+
+    @property
+    def default_timeout(self) -> float:
+        """Seconds of deadline for calls made without `timeout=`."""
+        return self._default_timeout
 
     def __enter__(self) -> DedupClient:
         return self
@@ -73,30 +98,48 @@ class DedupClient:
         self.close()
 
     def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
         self._channel.close()
 
+    def _call_metadata(self) -> list[tuple[str, str]]:
+        return [*self._metadata, *trace_metadata()]
+
     def _call(self, method: str, request: Any, timeout: float | None, convert_response: Callable[[Any], R]) -> R:
-        rpc = getattr(self._stub, method)
         deadline = time.monotonic() + (self._default_timeout if timeout is None else timeout)
         attempt = 0
         while True:
             attempt += 1
-            remaining = deadline - time.monotonic()
             try:
-                response = rpc(
-                    request,
-                    timeout=max(remaining, 0.0),
-                    metadata=[*self._metadata, *trace_metadata()],
-                    wait_for_ready=self._wait_for_ready,
-                )
-            except grpc.RpcError as err:
-                code: grpc.StatusCode = err.code()
-                wait = self._retry.delay(method, code, attempt, deadline - time.monotonic())
+                response = self._attempt(method, request, deadline)
+            except DedupError as err:
+                wait = self._retry.delay(method, err.code, attempt, deadline - time.monotonic())
                 if wait is None:
-                    raise from_rpc_error(err) from None
+                    raise
                 time.sleep(wait)  # backoff between attempts
                 continue
             return convert_response(response)
+
+    def _attempt(self, method: str, request: Any, deadline: float) -> Any:
+        """One try: over the stream for its verbs (unless off or refused), else a unary call."""
+        kind = STREAM_KINDS.get(method)
+        stream = self._stream
+        if kind and stream and not stream.unimplemented and not goes_unary(method, request, deadline):
+            try:
+                return stream.call(kind, request, deadline)
+            except DedupError as err:
+                if err.code is not grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                # no Stream on this sidecar (or not for this verb): this call goes unary
+        try:
+            return getattr(self._stub, method)(
+                request,
+                timeout=max(deadline - time.monotonic(), 0.0),
+                metadata=self._call_metadata(),
+                wait_for_ready=self._wait_for_ready,
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
 
     def check(
         self,
@@ -118,10 +161,15 @@ class DedupClient:
         *,
         fingerprint: bytes | str | None = None,
         lease_ms: int = 0,
+        wait_ms: int = 0,
         timeout: float | None = None,
     ) -> ClaimResult:
-        """Takes a lease: ACQUIRED (+ fencing_token), IN_PROGRESS, DUPLICATE (+ result) or CONFLICT."""
-        request = convert.claim_request(namespace, id, fingerprint, lease_ms)
+        """Takes a lease: ACQUIRED (+ fencing_token), IN_PROGRESS, DUPLICATE (+ result) or CONFLICT.
+
+        wait_ms > 0: if another holder's lease is live, wait up to wait_ms (ending 100 ms
+        before the deadline) for its Commit (-> DUPLICATE), Release or lost lease (-> ACQUIRED).
+        """
+        request = convert.claim_request(namespace, id, fingerprint, lease_ms, wait_ms)
         return self._call("Claim", request, timeout, convert.claim_result)
 
     def commit(
@@ -178,10 +226,11 @@ class DedupClient:
         items: Iterable[bytes | str | ClaimItem],
         *,
         lease_ms: int = 0,
+        wait_ms: int = 0,
         timeout: float | None = None,
     ) -> list[ClaimResult]:
-        """Claim for many ids in one call; one result per item, in order."""
-        request = convert.claim_batch_request(namespace, items, lease_ms)
+        """Claim for many ids in one call; one result per item, in order (wait_ms: per item, as claim)."""
+        request = convert.claim_batch_request(namespace, items, lease_ms, wait_ms)
         return self._call("ClaimBatch", request, timeout, lambda r: [convert.claim_result(x) for x in r.results])
 
     def commit_batch(

@@ -63,8 +63,12 @@ def check_request(namespace: str, id: bytes | str, fingerprint: bytes | str | No
     return pb.CheckRequest(namespace=namespace, id=as_bytes(id), fingerprint=as_bytes(fingerprint), window_ms=window_ms)
 
 
-def claim_request(namespace: str, id: bytes | str, fingerprint: bytes | str | None, lease_ms: int) -> pb.ClaimRequest:
-    return pb.ClaimRequest(namespace=namespace, id=as_bytes(id), fingerprint=as_bytes(fingerprint), lease_ms=lease_ms)
+def claim_request(
+    namespace: str, id: bytes | str, fingerprint: bytes | str | None, lease_ms: int, wait_ms: int = 0
+) -> pb.ClaimRequest:
+    return pb.ClaimRequest(
+        namespace=namespace, id=as_bytes(id), fingerprint=as_bytes(fingerprint), lease_ms=lease_ms, wait_ms=wait_ms
+    )
 
 
 def commit_request(
@@ -90,13 +94,13 @@ def check_batch_request(
 
 
 def claim_batch_request(
-    namespace: str, items: Iterable[bytes | str | ClaimItem], lease_ms: int
+    namespace: str, items: Iterable[bytes | str | ClaimItem], lease_ms: int, wait_ms: int = 0
 ) -> pb.ClaimBatchRequest:
     return pb.ClaimBatchRequest(
         items=[
-            claim_request(namespace, it.id, it.fingerprint, it.lease_ms or lease_ms)
+            claim_request(namespace, it.id, it.fingerprint, it.lease_ms or lease_ms, it.wait_ms or wait_ms)
             if isinstance(it, ClaimItem)
-            else claim_request(namespace, it, None, lease_ms)
+            else claim_request(namespace, it, None, lease_ms, wait_ms)
             for it in items
         ]
     )

@@ -60,6 +60,17 @@ class ResourceExhaustedError(DedupError):
     """The request message is too large."""
 
 
+class LeaseLostError(DedupError):
+    """The lease is gone (it ended, or another holder took the id): raised by `Lease.ensure()`.
+
+    Not a failed RPC: the sidecar answered LEASE_LOST. Its code is ABORTED
+    (gRPC's "concurrency conflict, retry at a higher level").
+    """
+
+    def __init__(self, message: str = "the lease is lost") -> None:
+        super().__init__(grpc.StatusCode.ABORTED, message)
+
+
 _BY_CODE: dict[grpc.StatusCode, type[DedupError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,

@@ -141,6 +141,7 @@ class ClaimItem:
     id: bytes | str
     fingerprint: bytes | str | None = None
     lease_ms: int = 0
+    wait_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
