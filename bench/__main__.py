@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -24,7 +26,7 @@ def workers_supported() -> bool:
     return "--workers" in out
 
 
-def main_cases(c: int, cb: int, workers: int) -> list[Case]:
+def main_cases(c: int, cb: int, workers: int, *, quick: bool = False) -> list[Case]:
     cases: list[Case] = []
     for server in ("noop", "sidecar"):
         cases += [
@@ -33,7 +35,23 @@ def main_cases(c: int, cb: int, workers: int) -> list[Case]:
             Case(f"{server} CheckBatch(100)", server, "check_batch", cb, batch=100),
             Case(f"{server} Stream Check", server, "stream", c),
             Case(f"{server} Stream CheckBatch(100)", server, "stream_batch", cb, batch=100),
+            # "Helper per message": c consumers, Claim -> empty handler -> Commit through the Python client.
+            Case(f"{server} Helper, stream", server, "helper_stream", c),
+            Case(f"{server} Helper, unary", server, "helper_unary", c),
         ]
+    # Before/after of Check without Lua (ADR 0071), and Redis on a Unix socket (the embedded default).
+    script = ("--check-path", "script")
+    cases += [
+        Case("sidecar Check, script", "sidecar", "check", c, extra=script),
+        Case("sidecar CheckBatch(100), script", "sidecar", "check_batch", cb, 100, extra=script),
+        Case("sidecar Check, Redis on a Unix socket", "sidecar", "check", c, redis_unix=True),
+        Case("sidecar CheckBatch(100), Redis on a Unix socket", "sidecar", "check_batch", cb, 100, redis_unix=True),
+        Case("sidecar Helper, stream, Redis on a Unix socket", "sidecar", "helper_stream", c, redis_unix=True),
+        # Claims that do not wait (wait_ms 0) may share ClaimBatch messages on the client's stream.
+        Case("sidecar Helper, stream, wait_ms 0", "sidecar", "helper_stream", c, loadgen=("--wait-ms", "0")),
+    ]
+    if quick:
+        return cases
     # The same load through redis-py (ADR 0070) and, when `serve --workers` exists, N workers.
     cases += [
         Case("sidecar Check, 50 callers", "sidecar", "check", 50),
@@ -74,6 +92,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--memory-ids", type=int, default=1_000_000, help="records for the memory test (0: skip)")
     parser.add_argument("--out", default="bench/results", help="output directory")
     parser.add_argument("--report-only", action="store_true", help="re-render OUT/results.json to .md and .png")
+    parser.add_argument("--cases", default="", help="only the cases whose name matches this regular expression")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the per-message cases only (no redis-py, N-worker, half-load, sweep or memory cases)",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.duration, args.repeats, args.sweep, args.memory_ids = 1.0, 1, "1,8", 10_000
@@ -130,23 +154,28 @@ def main() -> int:
             print(f"  {case.name:48s} {chosen['ids_per_s']:>10.0f} ids/s  p99 {chosen['p99_ms']:.2f} ms", flush=True)
             return chosen
 
+        results["load_average"] = list(os.getloadavg())
         cases = {
             case.name: measure(case, args.repeats)
-            for case in main_cases(args.concurrency, args.batch_concurrency, workers)
+            for case in main_cases(args.concurrency, args.batch_concurrency, workers, quick=args.quick)
+            if re.search(args.cases, case.name)
         }
-        # Latency at half of the sidecar's unary Check throughput, same offered load on both servers.
-        half = float(cases["sidecar Check"]["ids_per_s"]) / 2  # type: ignore[arg-type]
-        for server in ("noop", "sidecar"):
-            cases[f"{server} Check at half load"] = measure(
-                Case(f"{server} Check at half load", server, "check", args.concurrency, rate=half), args.repeats
-            )
         results["cases"] = cases
-        results["sweep"] = [
-            measure(Case(f"{server} Check c={c}", server, "check", c), 1)
-            for server in ("noop", "sidecar")
-            for c in (int(x) for x in args.sweep.split(","))
-        ]
-        if args.memory_ids:
+        results["sweep"] = []
+        if not args.quick and not args.cases:
+            # Latency at half of the sidecar's unary Check throughput, same offered load on both servers.
+            half = float(cases["sidecar Check"]["ids_per_s"]) / 2  # type: ignore[arg-type]
+            for server in ("noop", "sidecar"):
+                cases[f"{server} Check at half load"] = measure(
+                    Case(f"{server} Check at half load", server, "check", args.concurrency, rate=half), args.repeats
+                )
+            results["sweep"] = [
+                measure(Case(f"{server} Check c={c}", server, "check", c), 1)
+                for server in ("noop", "sidecar")
+                for c in (int(x) for x in args.sweep.split(","))
+            ]
+        results["load_average_after"] = list(os.getloadavg())
+        if args.memory_ids and not args.quick:
             results["memory"] = memory.measure(redis, args.memory_ids)
     finally:
         redis.stop()

@@ -21,12 +21,16 @@ class Case:
     batch: int = 1
     rate: float = 0.0  # total calls/s, 0 = closed loop
     extra: tuple[str, ...] = field(default=())  # extra `serve` flags
+    redis_unix: bool = False  # the sidecar reaches Redis over its Unix socket (as the embedded default does)
+    loadgen: tuple[str, ...] = field(default=())  # extra bench.loadgen flags
 
     @property
     def key(self) -> str:
         rate = f" @{self.rate:.0f}/s" if self.rate else ""
         extra = f" {' '.join(self.extra)}" if self.extra else ""
-        return f"{self.server} {self.mode} c={self.concurrency}{rate}{extra}"
+        unix = " redis-unix" if self.redis_unix else ""
+        loadgen = f" {' '.join(self.loadgen)}" if self.loadgen else ""
+        return f"{self.server} {self.mode} c={self.concurrency}{rate}{extra}{unix}{loadgen}"
 
 
 def percentile(sorted_values: list[int], q: float) -> float:
@@ -37,14 +41,14 @@ def percentile(sorted_values: list[int], q: float) -> float:
 
 
 def run_case(case: Case, redis: RedisServer, *, duration: float, clients: int, channels: int) -> dict[str, object]:
-    server = GrpcServer(case.server, redis.url, case.extra).start()
+    server = GrpcServer(case.server, redis.unix_url if case.redis_unix else redis.url, case.extra).start()
     assert redis.process is not None
     redis_watch = Watched(redis.process.pid)
     try:
         per_client = max(1, case.concurrency // clients)
         command = [sys.executable, "-m", "bench.loadgen", "--target", server.target, "--mode", case.mode,
                    "--concurrency", str(per_client), "--channels", str(channels), "--batch", str(case.batch),
-                   "--duration", str(duration), "--rate", str(case.rate / clients)]  # fmt: skip
+                   "--duration", str(duration), "--rate", str(case.rate / clients), *case.loadgen]  # fmt: skip
         load = [subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) for _ in range(clients)]
         time.sleep(0.5)  # the load processes' warm-up: measure server CPU over the recorded part only
         cpu_server0, cpu_redis0, t0 = server.watched.cpu_s(), redis_watch.cpu_s(), time.perf_counter()
@@ -67,6 +71,7 @@ def run_case(case: Case, redis: RedisServer, *, duration: float, clients: int, c
         "ids_per_s": ids / elapsed,
         "calls_per_s": sum(out["calls"] for out in outputs) / elapsed,
         "errors": sum(out["errors"] for out in outputs),
+        "transport": outputs[0].get("transport", ""),
         "p50_ms": percentile(latencies, 0.50),
         "p99_ms": percentile(latencies, 0.99),
         "p999_ms": percentile(latencies, 0.999),

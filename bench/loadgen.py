@@ -3,7 +3,11 @@
 Run by the harness, several at once, each with its own channels:
   python -m bench.loadgen --target HOST:PORT --mode check --concurrency 16 --duration 5
 Modes: check, claim_commit (unary Claim then Commit, one id), check_batch (CheckBatch of --batch),
-stream (Stream, one Check per message), stream_batch (Stream, one CheckBatch per message).
+stream (Stream, one Check per message), stream_batch (Stream, one CheckBatch per message),
+helper_stream / helper_unary ("helper per message": --concurrency consumers, each running the Python
+client's AsyncEffectivelyOnce with an empty handler, Claim -> handler -> Commit, per message; one client
+per channel, its calls over the Stream or unary; a client without a transport choice is unary, and
+the output says which transport was used).
 With --rate, calls start on a fixed schedule (open loop) and latency counts from the scheduled time.
 """
 
@@ -26,7 +30,7 @@ from dedup.v1 import dedup_pb2 as pb
 from dedup.v1 import dedup_pb2_grpc
 
 NAMESPACE = "bench"
-MODES = ("check", "claim_commit", "check_batch", "stream", "stream_batch")
+MODES = ("check", "claim_commit", "check_batch", "stream", "stream_batch", "helper_stream", "helper_unary")
 
 
 class Ids:
@@ -145,6 +149,50 @@ async def run_stream(args: argparse.Namespace, stubs: list[dedup_pb2_grpc.DedupS
     await asyncio.gather(*(one_stream(stub) for stub in stubs))
 
 
+async def run_helper(args: argparse.Namespace, rec: Recorder) -> str:
+    """Consumers running the effectively-once helper per message; returns the transport used."""
+    import inspect
+
+    from dedup_client.aio import AsyncDedupClient
+    from dedup_client.once_aio import AsyncEffectivelyOnce
+
+    wanted = args.mode.removeprefix("helper_")
+    options: dict[str, object] = {}
+    if "transport" in inspect.signature(AsyncDedupClient).parameters:
+        options["transport"] = wanted
+    clients = [AsyncDedupClient(args.target, **options) for _ in range(args.channels)]  # type: ignore[arg-type]
+    once_options: dict[str, object] = {}
+    if args.wait_ms >= 0 and "wait_ms" in inspect.signature(AsyncEffectivelyOnce).parameters:
+        once_options["wait_ms"] = args.wait_ms
+    helpers = [AsyncEffectivelyOnce(client, NAMESPACE, **once_options) for client in clients]  # type: ignore[arg-type]
+    ids = Ids()
+    stop_at = time.perf_counter() + args.warmup + args.duration
+
+    async def handler(_lease: object) -> None:
+        return None
+
+    async def consumer(index: int) -> None:
+        once = helpers[index % len(helpers)]
+        while (started := time.perf_counter()) < stop_at:
+            try:
+                outcome = await once.run(ids.next(), handler)
+            except Exception:  # a DedupError: counted, as a failed RPC is in the other modes
+                rec.errors += 1
+                continue
+            if outcome.status.name != "PROCESSED":
+                rec.errors += 1
+                continue
+            rec.done(started, 1)
+
+    try:
+        await asyncio.gather(*(consumer(i) for i in range(args.concurrency)))
+        used = str(getattr(clients[0], "transport", "unary"))
+    finally:
+        for client in clients:
+            await client.close()
+    return used
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
     channels = [
         grpc.aio.insecure_channel(args.target, options=[("grpc.use_local_subchannel_pool", 1)])
@@ -162,7 +210,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         return time.perf_counter(), time.process_time()
 
     armed = asyncio.ensure_future(arm())
-    await runner(args, stubs, rec)
+    transport = "stream" if args.mode.startswith("stream") else "unary"
+    if args.mode.startswith("helper"):
+        transport = await run_helper(args, rec)
+    else:
+        await runner(args, stubs, rec)
     started, cpu_started = await armed
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
@@ -177,6 +229,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         "cpu_s": cpu,
         "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "latencies_us": rec.latencies_us,
+        "transport": transport,
     }
 
 
@@ -190,6 +243,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--rate", type=float, default=0.0, help="calls/s for this process (0: as fast as possible)")
+    parser.add_argument("--wait-ms", type=int, default=-1, help="helper: Claim wait_ms (-1: client default)")
     return parser.parse_args(argv)
 
 

@@ -36,6 +36,7 @@ def _sample_usage(redis: RedisServer, keys: list[str]) -> float:
 
 async def _fill(redis: RedisServer, kind: str, keys: list[str]) -> None:
     store = open_store(redis.url, timeout_s=30)
+    store.use_server(redis.version())  # Checks as the sidecar sends them: without Lua on 7.0+ (ADR 0071)
     try:
         if kind == "floor":  # the same keys by plain SET NX PX of a small integer: the floor for any record
             assert store.fast is not None

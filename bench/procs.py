@@ -66,13 +66,17 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.dir / 'redis.sock'}"
+
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=60)
 
     def start(self) -> RedisServer:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                 "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction",
-                "--logfile", str(self.dir / "log")]  # fmt: skip
+                "--logfile", str(self.dir / "log"), "--unixsocket", str(self.dir / "redis.sock")]  # fmt: skip
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         wait_for(lambda: _pings(self.client()), 15, f"{self.binary} did not start")
         return self

@@ -1,6 +1,7 @@
 """Where the sidecar's CPU goes, without gRPC or load generators in the way.
 
-  python -m bench.profile [--batches 2000] [--size 100] [--concurrency 8] [--client fastpipe|redis-py] [--cprofile]
+  python -m bench.profile [--batches 2000] [--size 100] [--concurrency 8] [--client fastpipe|redis-py]
+                          [--check-path auto|script] [--cprofile]
 Drives DedupServicer's batch body (or, with --size 1, the single Check path) directly against a
 private Redis; prints ids/s and µs of CPU per id in this process and in Redis.
 """
@@ -27,8 +28,9 @@ class Policies:
         return BUILT_IN_POLICIES
 
 
-async def drive(url: str, client: str, batches: int, concurrency: int, size: int) -> float:
-    store = open_store(url, timeout_s=5, client=client)
+async def drive(url: str, client: str, batches: int, concurrency: int, size: int, check_path: str = "auto") -> float:
+    store = open_store(url, timeout_s=5, client=client, check_path=check_path)
+    store.use_server(str((await store.client.info("server"))["redis_version"]))  # as the startup checks do
     servicer = DedupServicer(DedupService(store, Policies()), 5.0)
     tag = uuid.uuid4().bytes[:8]
     requests = [
@@ -61,6 +63,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="callers")
     parser.add_argument("--size", type=int, default=100, help="ids per call (1: single-id Check)")
     parser.add_argument("--client", default="fastpipe")
+    parser.add_argument("--check-path", default="auto", choices=("auto", "script"))
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--sort", default="tottime")
     args = parser.parse_args()
@@ -77,7 +80,7 @@ def main() -> None:
             profiler.enable()
         assert redis.process is not None
         redis_cpu0 = Watched(redis.process.pid).cpu_s()
-        cpu = run(drive(redis.url, args.client, args.batches, args.concurrency, args.size))
+        cpu = run(drive(redis.url, args.client, args.batches, args.concurrency, args.size, args.check_path))
         redis_cpu = Watched(redis.process.pid).cpu_s() - redis_cpu0
         if profiler:
             profiler.disable()

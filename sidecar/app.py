@@ -111,7 +111,11 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
 async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, stop: asyncio.Event) -> int:
     try:
         store = open_store(
-            url, timeout_s=settings.store_timeout / 1000, mode=settings.redis_mode, client=settings.redis_client
+            url,
+            timeout_s=settings.store_timeout / 1000,
+            mode=settings.redis_mode,
+            client=settings.redis_client,
+            check_path=settings.check_path,
         )
     except ValueError as err:
         raise StartupError(f"bad --redis-url {redact(url)}: {scrub(str(err), url)}", EXIT_CONFIG) from None
@@ -138,7 +142,9 @@ async def _serve_with_store(settings: Settings, policies: PolicyFile, url: str, 
     await health.start()
     servicer, authorizer = build_servicer(settings, service), build_authorizer(settings, policies)
     try:
-        server, port = build_server(settings, servicer, health.servicer, telemetry.interceptors, authorizer)
+        server, port = build_server(
+            settings, servicer, health.servicer, telemetry.interceptors, authorizer, telemetry.wrap_handler
+        )
         health_server, health_port = None, 0
         if settings.health_listen:
             health_server, health_port = build_health_server(settings, health.servicer)

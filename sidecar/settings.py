@@ -77,6 +77,11 @@ class Settings:
         "Client for the hot path: fastpipe (auto-pipelined, redis:// and unix:// only) or redis-py",
         choices=("fastpipe", "redis-py"),
     )
+    check_path: str = _setting(
+        "auto",
+        "Check path: auto (SET NX GET without Lua where the record allows it, Redis/Valkey 7.0+; ADR 0071) or script",
+        choices=("auto", "script"),
+    )
     store_timeout: int = _setting(2_000, "Socket timeout for each Redis connection and command", kind="duration")
     health_interval: int = _setting(1_000, "How often Redis reachability is probed for health", kind="duration")
     shutdown_grace: int = _setting(

@@ -57,6 +57,7 @@ class StoreGate:
             for line in report.lines():
                 log.log(level, "store check: %s", line)
             self.store.ack_mode = choose_mode(self.ack_command, report)
+            self.store.use_server(report.version)  # Check without Lua needs 7.0+ (ADR 0071)
             for line in describe_acks(self.store.ack_mode, self.policies.current() if self.policies else None):
                 log.info("store check: %s", line)
             if not report.safe and self.allow_unsafe:

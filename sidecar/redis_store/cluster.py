@@ -124,6 +124,11 @@ class ClusterStore(RedisStore):
         super().__init__(client)
         self.cluster = client
 
+    def use_server(self, version: str) -> None:
+        """Cluster Checks stay scripted (ADR 0071): the SETs would need node_batches.py's
+        no-retry, per-node pipelines, which run scripts only."""
+        self.fast_check = None
+
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], acks: ReplicaAcks = NO_ACKS) -> Any:
         capture = _CAPTURE.get()
         task = asyncio.current_task()

@@ -18,16 +18,28 @@ from sidecar.redis_store.store import RedisStore
 CLIENTS = ("fastpipe", "redis-py")
 
 
-def open_store(url: str, *, timeout_s: float, mode: str = "auto", client: str = "fastpipe") -> RedisStore:
+CHECK_PATHS = ("auto", "script")
+
+
+def open_store(
+    url: str, *, timeout_s: float, mode: str = "auto", client: str = "fastpipe", check_path: str = "auto"
+) -> RedisStore:
+    """The store; Check without Lua (check_path auto) starts once `use_server` learns the version."""
     if client not in CLIENTS:
         raise ValueError(f"unknown Redis client {client!r}: use one of {', '.join(CLIENTS)}")
+    if check_path not in CHECK_PATHS:
+        raise ValueError(f"unknown check path {check_path!r}: use one of {', '.join(CHECK_PATHS)}")
     redis_client = connect(url, timeout_s=timeout_s, mode=mode)
+    store: RedisStore
     if isinstance(redis_client, RedisCluster):
-        return ClusterStore(redis_client)
-    fast = None
-    if client == "fastpipe" and mode_of(url, mode) == "standalone" and fastpipe.supports(url):
-        fast = fastpipe.FastScripts(fastpipe.FastPipe(url, timeout_s=timeout_s), script_sources())
-    return RedisStore(redis_client, fast)
+        store = ClusterStore(redis_client)
+    else:
+        fast = None
+        if client == "fastpipe" and mode_of(url, mode) == "standalone" and fastpipe.supports(url):
+            fast = fastpipe.FastScripts(fastpipe.FastPipe(url, timeout_s=timeout_s), script_sources())
+        store = RedisStore(redis_client, fast)
+    store.check_path = check_path
+    return store
 
 
 async def inspect_any(client: RedisClient) -> StoreReport:

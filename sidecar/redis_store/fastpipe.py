@@ -64,7 +64,16 @@ class _Protocol(asyncio.Protocol):
         self._reader.feed(data)
         pending = self._pipe._pending
         while (reply := self._reader.gets()) is not _MORE:
-            future = pending.popleft()
+            head = pending[0]
+            if type(head) is _Group:
+                head.replies.append(reply)
+                if len(head.replies) < head.size:
+                    continue
+                pending.popleft()
+                future = head.future
+                reply = head.replies
+            else:
+                future = pending.popleft()  # type: ignore[assignment]
             if not future.done():  # a caller whose deadline passed has gone
                 future.set_result(reply)
         self._pipe._progress = asyncio.get_running_loop().time()
@@ -78,6 +87,17 @@ class _Protocol(asyncio.Protocol):
 _MORE = object()
 
 
+class _Group:
+    """The replies of `size` commands sent together, resolving one future with the list."""
+
+    __slots__ = ("future", "replies", "size")
+
+    def __init__(self, future: asyncio.Future[Any], size: int) -> None:
+        self.future = future
+        self.size = size
+        self.replies: list[Any] = []
+
+
 class FastPipe:
     """An auto-pipelining connection; `execute` sends one command and awaits its reply."""
 
@@ -89,12 +109,13 @@ class FastPipe:
         self._client_name = client_name
         self._transport: asyncio.Transport | None = None
         self._connecting: asyncio.Future[None] | None = None
-        self._pending: deque[asyncio.Future[Any]] = deque()
+        self._pending: deque[asyncio.Future[Any] | _Group] = deque()
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._progress = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
         self._closed = False
+        self._tags = itertools.count(1)
 
     # -- connection -------------------------------------------------------
 
@@ -150,7 +171,8 @@ class FastPipe:
             self._watchdog = None
         self._out.clear()
         pending, self._pending = self._pending, deque()
-        for future in pending:
+        for entry in pending:
+            future = entry.future if isinstance(entry, _Group) else entry
             if not future.done():
                 future.set_exception(error)
 
@@ -163,15 +185,24 @@ class FastPipe:
     # -- sending ----------------------------------------------------------
 
     def _send(self, command: tuple[Arg, ...]) -> asyncio.Future[Any]:
+        """One command; its future gets the reply."""
+        return self._queue([command], None)
+
+    def _send_group(self, commands: Sequence[tuple[Arg, ...]]) -> asyncio.Future[Any]:
+        """Commands sent together; one future gets the list of their replies (no future per command)."""
+        return self._queue(commands, len(commands))
+
+    def _queue(self, commands: Sequence[tuple[Arg, ...]], group: int | None) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if self._transport is None:  # lost since the caller checked: never queue for a dead socket
             future.set_exception(StoreError("connection", "connection lost"))
             return future
-        self._out.append(hiredis.pack_command(command))  # type: ignore[arg-type]  # the stub says 1-tuple
+        pack = hiredis.pack_command
+        self._out += [pack(command) for command in commands]  # type: ignore[arg-type]  # the stub says 1-tuple
         if not self._pending:
             self._progress = loop.time()
-        self._pending.append(future)
+        self._pending.append(future if group is None else _Group(future, group))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
@@ -205,6 +236,21 @@ class FastPipe:
         if isinstance(reply, ResponseError):
             raise reply
         return reply
+
+    async def execute_many(self, commands: Sequence[tuple[Arg, ...]]) -> list[Any]:
+        """Sends the commands (in one write with this loop pass's others) and returns their replies
+        in order, a ResponseError as a value. An `ECHO <tag>` closes the group: if its reply is not
+        the tag, the replies are out of step with the requests (a broken proxy), so the connection
+        is dropped and every pending call fails, as for a script's echo (FastScripts)."""
+        await self._ensure_connected()
+        tag = b"%d" % next(self._tags)
+        replies: list[Any] = await self._send_group([*commands, ("ECHO", tag)])
+        if replies[-1] != tag:
+            error = StoreError("protocol", "replies out of step with their commands; connection dropped")
+            self._abort(error)
+            raise error
+        del replies[-1]
+        return replies
 
     async def close(self) -> None:
         self._closed = True

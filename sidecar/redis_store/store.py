@@ -36,6 +36,7 @@ from sidecar.domain.store import (
     strictest,
 )
 from sidecar.redis_store.acks import AckMode, run_acked
+from sidecar.redis_store.check_fast import Command, FastCheck, supported
 from sidecar.redis_store.connection import RedisClient
 from sidecar.redis_store.errors import to_store_error
 from sidecar.redis_store.fastpipe import FastScripts
@@ -99,6 +100,31 @@ class RedisStore:
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in script_sources().items()
         }
+        self.check_path = "auto"  # auto: Check without Lua where the record allows it (check_fast.py); script
+        self.fast_check: FastCheck | None = None  # set by use_server once the server's version is known
+
+    def use_server(self, version: str) -> None:
+        """Called with the server's version from the startup checks: turns Check without Lua on or off."""
+        if self.check_path == "auto" and supported(version):
+            if self.fast_check is None:
+                self.fast_check = FastCheck(self._commands)
+        else:
+            self.fast_check = None
+
+    async def _commands(self, commands: Sequence[Command]) -> list[Any]:
+        """Plain commands in one round trip; replies in order, a Redis error reply as a value."""
+        try:
+            with store_span("check", len(commands), operation="SET"):
+                if self.fast is not None:
+                    return await self.fast.pipe.execute_many(commands)
+                pipe = self.client.pipeline(transaction=False)
+                for command in commands:  # `get`: redis-py hands SET ... GET's reply back as is, not as a bool
+                    pipe.execute_command(*command, **({"get": True} if command[0] == "SET" else {}))
+                return list(await pipe.execute(raise_on_error=False))
+        except StoreError:
+            raise
+        except Exception as err:  # every Redis failure becomes a StoreError
+            raise to_store_error(err) from err
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], acks: ReplicaAcks = NO_ACKS) -> Any:
         try:
@@ -140,6 +166,11 @@ class RedisStore:
     async def check(self, items: Sequence[CheckItem]) -> ItemResults[CheckDecision]:
         if not items:
             return []
+        if self.fast_check is not None:
+            return await self.fast_check.check(items, self._scripted_check)
+        return await self._scripted_check(items)
+
+    async def _scripted_check(self, items: Sequence[CheckItem]) -> ItemResults[CheckDecision]:
         keys, trailer = self._with_quotas(items)
         reply = await self._run("check", keys, _check_args(items) + trailer, strictest([i.acks for i in items]))
         new = CheckDecision(CheckOutcome.NEW, reply[0], 0, RecordState.DONE)  # frozen: one serves every NEW item

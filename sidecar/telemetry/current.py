@@ -1,4 +1,4 @@
-"""The current RPC's CallSpan, set by SpanInterceptor only when the RPC's span is recorded."""
+"""The current RPC's CallSpan, set by TelemetryHandlers only when the RPC's span is recorded."""
 
 from __future__ import annotations
 

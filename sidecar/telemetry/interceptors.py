@@ -1,7 +1,10 @@
-"""Server interceptors: the dedup span annotations and the RPC duration histogram.
+"""Telemetry around the dedup.v1.Dedup method handlers: the RPC's server span with its dedup
+annotations, and the RPC duration histogram.
 
-Both wrap only dedup.v1.Dedup methods (health and reflection pass through
-untouched), and are installed only when tracing or metrics are on.
+Health and reflection are never wrapped. Nothing is wrapped when tracing and metrics are
+off. It is not a grpc.aio ServerInterceptor: grpc.aio runs any interceptor as an awaited
+chain on every call, which alone cost ~50-70 µs per call here (ADR 0072), so the handlers
+are wrapped once instead, when the service is registered.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import unquote
 
 import grpc
-from opentelemetry import trace
-from opentelemetry.trace import Tracer
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from sidecar.telemetry.current import CURRENT_CALL
 from sidecar.telemetry.metrics import DedupMetrics
@@ -24,11 +29,9 @@ DEDUP_PREFIX = "/dedup.v1.Dedup/"
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
-    ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
 else:  # not subscriptable at run time
     Handler = grpc.RpcMethodHandler
-    ServerInterceptor = grpc.aio.ServerInterceptor
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
+HandlerWrapper = Callable[[str, Handler], Handler]
 Unary = Callable[[Any, Any], Awaitable[Any]]
 Streaming = Callable[[Any, Any], AsyncIterator[Any]]
 
@@ -63,136 +66,187 @@ def _rewrap(
     return handler
 
 
-class _WrappingInterceptor(ServerInterceptor):
-    """Wraps each dedup method's handler once and reuses it (the inner handler is the same object
-    for every call of a method), so a call pays for the wrapper, not for building it."""
+class TelemetryHandlers:
+    """Traces and metrics of dedup.v1.Dedup methods, wrapped around each method's handler once, when
+    the service is registered (transport/server.py), not in a grpc.aio interceptor (ADR 0072).
 
-    def __init__(self) -> None:
-        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+    Traces (when `tracer` is set): continues the caller's W3C context from the metadata, starts
+    the server span named per the RPC conventions (`rpc.system`, `rpc.service`, `rpc.method`,
+    `rpc.grpc.status_code`; peer and user agent only on recorded spans), makes it current, and
+    gives a recorded call a CallSpan that collects its decisions. An unsampled call pays for the
+    extract, the sampler and a context attach, nothing else.
+    Metrics (when `metrics` is set): dedup_rpc_duration_seconds{method,operation,code} per unary
+    RPC and per Stream message (from the server reading the message to the server yielding its
+    response, labelled by the message's operation and the code of its `error`, OK when none).
+    """
 
-    def _wrap(self, method: str, handler: Handler) -> Handler:
-        raise NotImplementedError
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or not method.startswith(DEDUP_PREFIX):
-            return handler
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
-
-
-class SpanInterceptor(_WrappingInterceptor):
-    """Runs inside the OpenTelemetry server interceptor: names the span per the RPC
-    conventions and gives the call a CallSpan that collects its decisions."""
-
-    def __init__(self, tracer: Tracer) -> None:
-        super().__init__()
+    def __init__(self, tracer: Tracer | None = None, metrics: DedupMetrics | None = None) -> None:
         self._tracer = tracer
-
-    def _wrap(self, method: str, handler: Handler) -> Handler:
-        name = method.lstrip("/")
-        aggregate = method.endswith("Batch") or method.endswith("/Stream")
-        carries_token = method[len(DEDUP_PREFIX) :] in TOKEN_METHODS
-        tracer = self._tracer
-
-        def start() -> CallSpan | None:
-            span = trace.get_current_span()
-            if not span.is_recording():
-                return None
-            span.update_name(name)
-            return CallSpan(span, tracer, aggregate)
-
-        def unary(behavior: Unary) -> Unary:
-            async def run(request: Any, context: Any) -> Any:
-                call = start()
-                if call is None:
-                    return await behavior(request, context)
-                if carries_token:  # the token the caller presented (a decision carries only granted ones)
-                    call.attributes["dedup.fencing_token"] = request.fencing_token
-                token = CURRENT_CALL.set(call)
-                try:
-                    return await behavior(request, context)
-                finally:
-                    call.finish()
-                    CURRENT_CALL.reset(token)
-
-            return run
-
-        def streaming(behavior: Streaming) -> Streaming:
-            async def run(requests: Any, context: Any) -> AsyncIterator[Any]:
-                call = start()
-                CURRENT_CALL.set(call)  # this generator's own context: no reset needed
-                try:
-                    async for response in behavior(requests, context):
-                        yield response
-                finally:
-                    if call is not None:
-                        call.finish()
-
-            return run
-
-        return _rewrap(handler, unary, streaming)
-
-
-class RpcMetricsInterceptor(_WrappingInterceptor):
-    """Records dedup_rpc_duration_seconds{method,operation,code}: per unary dedup RPC, and per
-    Stream message (from the server reading the message to the server yielding its response,
-    labelled by the message's operation and the code of its `error`, OK when none)."""
-
-    def __init__(self, metrics: DedupMetrics) -> None:
-        super().__init__()
         self._metrics = metrics
 
-    def _wrap(self, method: str, handler: Handler) -> Handler:
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        """The handler of `method` (`/dedup.v1.Dedup/Check`) with traces and metrics around it."""
         short = method[len(DEDUP_PREFIX) :]
         operation = operation_of(short)
-        record = self._metrics.rpc_duration
+        record = self._metrics.rpc_duration if self._metrics is not None else None
+        start = _span_starter(self._tracer, method) if self._tracer is not None else None
+        carries_token = short in TOKEN_METHODS
+        batch = short.endswith("Batch")  # a batch span gets counts, not one decision's attributes
 
         def unary(behavior: Unary) -> Unary:
             async def run(request: Any, context: Any) -> Any:
-                start = time.perf_counter()
+                began = time.perf_counter()
                 code = "OK"
+                traced = start(context, aggregate=batch) if start is not None else None
+                if traced is not None and traced.call is not None and carries_token:
+                    traced.call.attributes["dedup.fencing_token"] = request.fencing_token
                 try:
                     return await behavior(request, context)
-                except BaseException:
-                    status = context.code()
-                    code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
+                except BaseException as error:
+                    code = _failed(traced, context, error)
                     raise
                 finally:
-                    record(time.perf_counter() - start, short, operation, code)
+                    if traced is not None:
+                        traced.end()
+                    if record is not None:
+                        record(time.perf_counter() - began, short, operation, code)
 
             return run
 
         def streaming(behavior: Streaming) -> Streaming:
             async def run(requests: Any, context: Any) -> AsyncIterator[Any]:
-                # correlation_id -> (read at, operation) of messages awaiting their response; a queue
-                # per id because nothing stops a client from reusing one.
-                pending: dict[int, deque[tuple[float, str]]] = {}
-
-                async def timed() -> AsyncIterator[Any]:
-                    async for message in requests:
-                        started = (time.perf_counter(), message.WhichOneof("request") or "unset")
-                        pending.setdefault(message.correlation_id, deque()).append(started)
-                        yield message
-
-                async for response in behavior(timed(), context):
-                    waiting = pending.get(response.correlation_id)
-                    if waiting:
-                        start, op = waiting.popleft()
-                        if not waiting:
-                            del pending[response.correlation_id]
-                        failed = response.WhichOneof("response") == "error"
-                        code = STATUS_NAMES.get(response.error.code, "UNKNOWN") if failed else "OK"
-                        record(time.perf_counter() - start, short, op, code)
-                    yield response
+                traced = start(context, aggregate=True) if start is not None else None
+                try:
+                    if record is None:
+                        async for response in behavior(requests, context):
+                            yield response
+                    else:
+                        async for response in _timed_stream(behavior, requests, context, short, record):
+                            yield response
+                except BaseException as error:
+                    _failed(traced, context, error)
+                    raise
+                finally:
+                    if traced is not None:
+                        traced.end()
 
             return run
 
         return _rewrap(handler, unary, streaming)
+
+
+class _Traced:
+    """One RPC's server span, the context token that made it current, and its CallSpan if recorded."""
+
+    __slots__ = ("call", "call_token", "span", "token")
+
+    def __init__(self, span: Span, token: object, call: CallSpan | None, call_token: Any) -> None:
+        self.span = span
+        self.token = token
+        self.call = call
+        self.call_token = call_token
+
+    def end(self) -> None:
+        if self.call is not None:
+            self.call.finish()
+            CURRENT_CALL.reset(self.call_token)
+        self.span.end()
+        otel_context.detach(self.token)  # type: ignore[arg-type]
+
+
+def _span_starter(tracer: Tracer, method: str) -> Callable[..., _Traced]:
+    """Starts a method's server span for one call; the per-method part is computed once."""
+    service, _, short = method.lstrip("/").partition("/")
+    name = f"{service}/{short}"
+    attributes: dict[str, str | int] = {
+        "rpc.system": "grpc",
+        "rpc.service": service,
+        "rpc.method": short,
+        "rpc.grpc.status_code": 0,
+    }
+
+    fields = propagate.get_global_textmap().fields  # the metadata keys the propagators read
+
+    def start(context: Any, *, aggregate: bool) -> _Traced:
+        metadata = context.invocation_metadata() or ()
+        carrier = {item.key: item.value for item in metadata if item.key in fields}
+        parent = propagate.extract(carrier) if carrier else None  # None: the call's own (empty) context
+        span = tracer.start_span(name, parent, kind=SpanKind.SERVER, attributes=attributes)
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        if not span.is_recording():
+            return _Traced(span, token, None, None)
+        agent = next((item.value for item in metadata if item.key == "user-agent"), None)
+        span.set_attributes(_peer_attributes(context.peer(), agent))
+        call = CallSpan(span, tracer, aggregate)
+        return _Traced(span, token, call, CURRENT_CALL.set(call))
+
+    return start
+
+
+def _peer_attributes(peer: str, user_agent: str | None) -> dict[str, str]:
+    """`ipv4:127.0.0.1:57284` -> net.peer.ip/port (and name for loopback); the caller's user agent."""
+    out: dict[str, str] = {}
+    if user_agent:
+        out["rpc.user_agent"] = user_agent
+    if peer.startswith(("ipv4:", "ipv6:")):
+        ip, _, port = peer.split(",")[0].split(":", 1)[1].rpartition(":")
+        ip = unquote(ip)
+        out |= {"net.peer.ip": ip, "net.peer.port": port}
+        if ip in ("[::1]", "127.0.0.1"):
+            out["net.peer.name"] = "localhost"
+    return out
+
+
+# Server span status per the RPC conventions: these codes are the server's fault, the others the caller's.
+_SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
+def _failed(traced: _Traced | None, context: Any, error: BaseException) -> str:
+    """The status code name of a call that raised (an abort sets the code first; anything else is
+    UNKNOWN), written to its span."""
+    status = context.code()
+    code = status if isinstance(status, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+    # A cancelled call or a closed stream (CancelledError, GeneratorExit) is not the server failing.
+    if traced is not None and traced.span.is_recording() and isinstance(error, Exception):
+        span = traced.span
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        if code in _SERVER_ERRORS:
+            span.set_status(Status(StatusCode.ERROR, f"{code}:{context.details() or ''}"))
+        if not isinstance(status, grpc.StatusCode) and isinstance(error, Exception):
+            span.record_exception(error)  # not an abort: an error nobody mapped to a status
+    return code.name
+
+
+async def _timed_stream(
+    behavior: Streaming, requests: Any, context: Any, method: str, record: Callable[[float, str, str, str], None]
+) -> AsyncIterator[Any]:
+    """The Stream's responses, each message's duration recorded."""
+    # correlation_id -> (read at, operation) of messages awaiting their response; a queue
+    # per id because nothing stops a client from reusing one.
+    pending: dict[int, deque[tuple[float, str]]] = {}
+
+    async def timed() -> AsyncIterator[Any]:
+        async for message in requests:
+            started = (time.perf_counter(), message.WhichOneof("request") or "unset")
+            pending.setdefault(message.correlation_id, deque()).append(started)
+            yield message
+
+    async for response in behavior(timed(), context):
+        waiting = pending.get(response.correlation_id)
+        if waiting:
+            start, op = waiting.popleft()
+            if not waiting:
+                del pending[response.correlation_id]
+            failed = response.WhichOneof("response") == "error"
+            code = STATUS_NAMES.get(response.error.code, "UNKNOWN") if failed else "OK"
+            record(time.perf_counter() - start, method, op, code)
+        yield response

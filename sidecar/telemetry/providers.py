@@ -5,19 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import grpc
-from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import Tracer
 
 from sidecar import __version__
 from sidecar.domain.claim_waiters import ClaimWaiters
 from sidecar.domain.observer import Observer
 from sidecar.telemetry.config import TelemetryConfig
-from sidecar.telemetry.interceptors import RpcMetricsInterceptor, SpanInterceptor
 from sidecar.telemetry.metrics import DedupMetrics, MetricsObserver, PolicySource
 from sidecar.telemetry.spans import SpanObserver
 
@@ -36,19 +34,14 @@ def _span_exporter(name: str, protocol: str) -> SpanExporter:
     return HttpExporter()
 
 
-def tracing(
-    config: TelemetryConfig, resource: Resource
-) -> tuple[Observer, list[grpc.aio.ServerInterceptor[Any, Any]], Callable[[], Any]]:
-    """The sampler comes from OTEL_TRACES_SAMPLER(_ARG), read by the SDK."""
+def tracing(config: TelemetryConfig, resource: Resource) -> tuple[Observer, Tracer, Callable[[], Any]]:
+    """The sampler comes from OTEL_TRACES_SAMPLER(_ARG), read by the SDK. The tracer goes to the
+    one TelemetryHandlers wrapper (interceptors.py), which traces dedup.v1.Dedup methods only: health
+    checks, probed every few seconds by every orchestrator, and reflection are never traced."""
     provider = TracerProvider(resource=resource)
     for name in config.trace_exporters:
         provider.add_span_processor(BatchSpanProcessor(_span_exporter(name, config.traces_protocol)))
-    # Health checks are probed every few seconds by every orchestrator: never traced.
-    otel = aio_server_interceptor(  # type: ignore[no-untyped-call]
-        tracer_provider=provider, filter_=filters.negate(filters.health_check())
-    )
-    tracer = provider.get_tracer(SCOPE, __version__)
-    return SpanObserver(), [otel, SpanInterceptor(tracer)], provider.shutdown
+    return SpanObserver(), provider.get_tracer(SCOPE, __version__), provider.shutdown
 
 
 def _metric_reader(name: str, protocol: str) -> MetricReader:
@@ -65,7 +58,7 @@ def _metric_reader(name: str, protocol: str) -> MetricReader:
 
 def metrics(
     config: TelemetryConfig, resource: Resource, policies: PolicySource | None, waiters: ClaimWaiters | None = None
-) -> tuple[Observer, grpc.aio.ServerInterceptor[Any, Any], str, Callable[[], Any]]:
+) -> tuple[Observer, DedupMetrics, str, Callable[[], Any]]:
     readers = [_metric_reader(name, config.metrics_protocol) for name in config.metric_exporters]
     endpoint = None
     if config.prometheus_listen:
@@ -86,4 +79,4 @@ def metrics(
         provider.shutdown()
 
     url = endpoint.url if endpoint is not None else ""
-    return MetricsObserver(dedup_metrics), RpcMetricsInterceptor(dedup_metrics), url, close
+    return MetricsObserver(dedup_metrics), dedup_metrics, url, close

@@ -1,6 +1,6 @@
 """Starts what the configuration asks for: providers, exporters, the /metrics endpoint.
 
-The providers are not made global: they are handed to the interceptors and the
+The providers are not made global: they are handed to the handler wrapper and the
 observer explicitly, so an embedding process (or a test) keeps its own.
 """
 
@@ -20,6 +20,7 @@ from sidecar.domain.claim_waiters import ClaimWaiters
 from sidecar.domain.observer import Observer
 from sidecar.telemetry.config import TelemetryConfig, load_config
 from sidecar.telemetry.fan_out import FanOut
+from sidecar.telemetry.interceptors import HandlerWrapper, TelemetryHandlers
 from sidecar.telemetry.log_observer import LogObserver
 from sidecar.telemetry.metrics import PolicySource
 
@@ -36,7 +37,8 @@ K8S_ENV = {
 @dataclass
 class Telemetry:
     observer: Observer
-    interceptors: tuple[grpc.aio.ServerInterceptor[Any, Any], ...] = ()
+    interceptors: tuple[grpc.aio.ServerInterceptor[Any, Any], ...] = ()  # none of its own (ADR 0072)
+    wrap_handler: HandlerWrapper | None = None  # traces and metrics around each Dedup method's handler
     metrics_url: str = ""
     config: TelemetryConfig = field(default_factory=TelemetryConfig)
     _closers: list[Callable[[], Any]] = field(default_factory=list)
@@ -87,22 +89,20 @@ def start_telemetry(
 
     res = resource(environ)
     observers: list[Observer] = [telemetry.observer]
-    interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = []
+    tracer = dedup_metrics = None
     if config.tracing:
-        observer, tracing_interceptors, close = providers.tracing(config, res)
+        observer, tracer, close = providers.tracing(config, res)
         observers.append(observer)
-        interceptors += tracing_interceptors
         telemetry._closers.append(close)
     if config.metrics:
         try:
-            observer, interceptor, url, close = providers.metrics(config, res, policies, waiters)
+            observer, dedup_metrics, url, close = providers.metrics(config, res, policies, waiters)
         except BaseException:
             telemetry.shutdown()
             raise
         observers.append(observer)
-        interceptors.append(interceptor)
         telemetry.metrics_url = url
         telemetry._closers.append(close)
     telemetry.observer = FanOut(*observers)
-    telemetry.interceptors = tuple(interceptors)
+    telemetry.wrap_handler = TelemetryHandlers(tracer, dedup_metrics).wrap  # one wrapper, both signals
     return telemetry

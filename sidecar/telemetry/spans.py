@@ -1,7 +1,7 @@
 """Dedup attributes and links on the RPC's server span, and the Redis child span.
 
-The OpenTelemetry gRPC interceptor starts the server span; `SpanInterceptor`
-(interceptors.py) then puts a `CallSpan` in a context variable for the call.
+`TelemetryHandlers` (interceptors.py) starts the server span and, when it is
+recorded, puts a `CallSpan` in a context variable for the call.
 The service reports each decision to `SpanObserver`, which adds it to the
 current call's `CallSpan`; when the RPC ends, the CallSpan writes either the
 single decision's attributes (unary RPCs) or per-outcome counts (batches and
@@ -148,21 +148,22 @@ class SpanObserver:
 _NO_SPAN = contextlib.nullcontext()
 
 
-def store_span(script: str, keys: int) -> contextlib.AbstractContextManager[object]:
-    """A client span for one Redis script call, child of the RPC's span; a shared no-op when untraced."""
+def store_span(script: str, keys: int, operation: str = "EVALSHA") -> contextlib.AbstractContextManager[object]:
+    """A client span for one Redis call (a script, or the SETs of Check without Lua), child of the
+    RPC's span; a shared no-op when untraced."""
     call = CURRENT_CALL.get()
     if call is None:
         return _NO_SPAN
-    return _traced(call.tracer, script, keys)
+    return _traced(call.tracer, script, keys, operation)
 
 
 @contextlib.contextmanager
-def _traced(tracer: Tracer, script: str, keys: int) -> Iterator[Span]:
+def _traced(tracer: Tracer, script: str, keys: int, operation: str) -> Iterator[Span]:
     attributes: dict[str, str | int] = {
         "db.system": "redis",
-        "db.operation": "EVALSHA",
+        "db.operation": operation,
         "dedup.script": script,
         "dedup.keys": keys,
     }
-    with tracer.start_as_current_span(f"EVALSHA {script}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+    with tracer.start_as_current_span(f"{operation} {script}", kind=SpanKind.CLIENT, attributes=attributes) as span:
         yield span

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -30,6 +30,9 @@ from sidecar.domain.errors import DedupError, FieldViolation, InvalidArgument
 from sidecar.transport.authorizer import Authorizer
 from sidecar.transport.servicer import Context, DedupServicer
 from sidecar.transport.status import to_grpc_status, to_item_error
+
+if TYPE_CHECKING:
+    from sidecar.telemetry.interceptors import HandlerWrapper
 
 log = logging.getLogger("dedup.transport")
 
@@ -269,9 +272,10 @@ def _stream(
 
 
 def dedup_handlers(
-    servicer: DedupServicer, authorizer: Authorizer, max_in_flight: int = 0
+    servicer: DedupServicer, authorizer: Authorizer, max_in_flight: int = 0, wrap: HandlerWrapper | None = None
 ) -> grpc.GenericRpcHandler[Any, Any]:
-    """Every method of dedup.v1.Dedup: admitted, parsed leniently and authorised before the servicer runs."""
+    """Every method of dedup.v1.Dedup: admitted, parsed leniently and authorised before the servicer runs;
+    each handler passed once through `wrap` (telemetry, ADR 0072)."""
     in_flight = InFlight(max_in_flight)
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in SERVICE.methods:
@@ -291,4 +295,6 @@ def dedup_handlers(
             )
         else:
             raise TypeError(f"{method.full_name}: only unary and bidirectional methods are handled")
+        if wrap is not None:
+            handlers[method.name] = wrap(f"/{SERVICE.full_name}/{method.name}", handlers[method.name])
     return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)

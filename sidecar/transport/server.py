@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from dedup.v1 import dedup_pb2
 from sidecar.settings import Settings
+from sidecar.telemetry.interceptors import HandlerWrapper
 from sidecar.transport.authorizer import Authorizer
 from sidecar.transport.handlers import dedup_handlers
 from sidecar.transport.servicer import DedupServicer
@@ -39,13 +40,15 @@ def build_server(
     health: health_pb2_grpc.HealthServicer,
     interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
     authorizer: Authorizer | None = None,
+    wrap: HandlerWrapper | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A server bound to the configured listeners, not yet started, and its TCP port (0: none).
 
-    Every Dedup call passes `authorizer` (None: open, nothing checked) in transport/handlers.py.
+    Every Dedup call passes `authorizer` (None: open, nothing checked) in transport/handlers.py;
+    telemetry comes as `wrap` around each Dedup handler, not as an interceptor (ADR 0072).
     """
     server = grpc.aio.server(
-        interceptors=interceptors,
+        interceptors=interceptors or None,  # any interceptor costs every call (ADR 0072)
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -56,7 +59,7 @@ def build_server(
         ],
     )
     server.add_generic_rpc_handlers(
-        (dedup_handlers(servicer, authorizer or Authorizer(None), settings.max_concurrent_rpcs),)
+        (dedup_handlers(servicer, authorizer or Authorizer(None), settings.max_concurrent_rpcs, wrap),)
     )
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

@@ -32,6 +32,8 @@ def test_smoke_run_reports_every_case(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "results.json").read_text())
 
     assert set(results["redis"]) == {"SET NX PX", "SET NX PX -P 16"}
+    for name, baseline in results["redis"].items():  # new keys, not one key over and over
+        assert baseline["keys_written"] > 1000, name
     workers = results["settings"]["workers"] if results["workers_supported"] else 1
     expected = {case.name for case in main_cases(32, 8, workers)}
     expected |= {"noop Check at half load", "sidecar Check at half load"}
@@ -43,6 +45,8 @@ def test_smoke_run_reports_every_case(tmp_path: Path) -> None:
             assert case[key] > 0, (name, key)
         assert set(case["cpu"]) == {"server", "redis", "load"}
         assert case["peak_rss_mb"]["server"] > 0
+        if "Helper" in name:
+            assert case["transport"] in ("stream", "unary"), name
     assert {c["server"] for c in results["sweep"]} == {"noop", "sidecar"}
     for name, ratio in results["ratios"]["per_case"].items():
         assert ratio["vs_noop"] > 0, name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import textwrap
 import threading
@@ -83,7 +84,8 @@ def test_sigterm_drains_in_flight_calls_then_exits_zero(redis_server: RedisProce
     try:
         caller = threading.Thread(target=lambda: outcome.append(_check_or_error(sidecar.target, b"in-flight")))
         caller.start()
-        _wait_for(lambda: "cmd=evalsha" in admin.execute_command("CLIENT", "LIST").decode())
+        # Blocked on its write: the Check's script, or its SET NX GET (Check without Lua, ADR 0071).
+        _wait_for(lambda: re.search(r"cmd=(evalsha|set) ", admin.execute_command("CLIENT", "LIST").decode()))
         sidecar.signal(signal.SIGTERM)
         sidecar.wait_log(lambda entry: str(entry.get("msg", "")).startswith("shutting down"))
         with grpc.insecure_channel(sidecar.target) as channel, pytest.raises(grpc.RpcError):  # no new calls

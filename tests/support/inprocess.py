@@ -13,10 +13,11 @@ import grpc
 
 from dedup.v1 import dedup_pb2_grpc
 from sidecar.domain.claim_waiters import ClaimWaiters
+from sidecar.domain.errors import StoreError
 from sidecar.domain.keys import wake_channel
 from sidecar.domain.policy import BUILT_IN_POLICIES, PolicySet, parse_policies
 from sidecar.health import HealthMonitor
-from sidecar.redis_store.factory import open_store
+from sidecar.redis_store.factory import inspect_any, open_store
 from sidecar.redis_store.store import RedisStore
 from sidecar.redis_store.wake import WakeSubscriber, subscriber_for
 from sidecar.service import DedupService, ServiceLimits
@@ -64,7 +65,9 @@ async def running_sidecar(
     prefix = key_prefix or unique_prefix()
     config = Settings(listen="127.0.0.1:0", key_prefix=prefix, **settings)
     policy_source = StaticPolicies(parse_policies(policies) if policies else BUILT_IN_POLICIES)
-    store = open_store(redis_url, timeout_s=store_timeout_s, client=config.redis_client)
+    store = open_store(redis_url, timeout_s=store_timeout_s, client=config.redis_client, check_path=config.check_path)
+    with contextlib.suppress(StoreError):  # as the startup checks do: Check without Lua on 7.0+
+        store.use_server((await inspect_any(store.client)).version)
     waiters = ClaimWaiters(config.max_claim_waiters)
     service = DedupService(store, policy_source, ServiceLimits(config.max_batch, prefix), waiters=waiters)
     wake = subscriber_for(store.client, wake_channel(prefix), waiters)

@@ -16,6 +16,7 @@ from sidecar.telemetry.runtime import resource, start_telemetry
 def test_off_by_default_installs_no_interceptor_and_no_exporter() -> None:
     telemetry = start_telemetry(environ={})
     assert telemetry.interceptors == ()
+    assert telemetry.wrap_handler is None  # the Dedup handlers are registered as they are
     assert isinstance(telemetry.observer, LogObserver)  # logs only: no metrics, no span work
     assert telemetry.report() == {"traces": "none", "sampler": "-", "metrics": "none", "metrics_url": ""}
 

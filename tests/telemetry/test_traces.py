@@ -119,6 +119,24 @@ async def test_server_span_is_a_child_of_the_client_span_with_dedup_attributes(
     assert resource["k8s.namespace.name"] == "team-a"
 
 
+async def test_a_failed_call_carries_its_status_and_the_peer(
+    stub: dedup_pb2_grpc.DedupStub, receiver: OtlpReceiver
+) -> None:
+    """Status per the RPC conventions: a caller's mistake (INVALID_ARGUMENT) is not a server error."""
+    parent = client_span()
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await stub.Check(pb.CheckRequest(namespace="default", id=b""), metadata=metadata(parent))
+    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    span = server_span_of(receiver, parent)
+    attrs = attributes(span)
+    assert attrs["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert span.status.code != span.status.STATUS_CODE_ERROR
+    assert attrs["net.peer.ip"] == "127.0.0.1"
+    assert attrs["net.peer.name"] == "localhost"
+    assert "grpc-python" in str(attrs["rpc.user_agent"])
+
+
 async def test_duplicate_and_in_progress_spans_link_to_the_original(
     stub: dedup_pb2_grpc.DedupStub, receiver: OtlpReceiver
 ) -> None:
