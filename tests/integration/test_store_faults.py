@@ -70,8 +70,9 @@ async def test_a_user_without_script_permission_is_failed_precondition(redis_ser
     try:
         async with running_sidecar(url, POLICIES) as sc:
             for namespace in ("lenient", "strict"):
+                # Claim always runs a script (a Check may not: SET NX GET on 7.0+, ADR 0071)
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
-                    await sc.stub.Check(pb.CheckRequest(namespace=namespace, id=b"x"), timeout=10)
+                    await sc.stub.Claim(pb.ClaimRequest(namespace=namespace, id=b"x"), timeout=10)
                 assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION, caught.value.details()
     finally:
         with redis_server.client() as redis:
