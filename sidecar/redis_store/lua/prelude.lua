@@ -97,5 +97,7 @@ end
 -- A holder's Commit or Release ends a wait: name the key on the channel the waiting Claims left.
 local function wake(key, record)
   local channel = record[11]
-  if channel and channel ~= '' then redis.call('PUBLISH', channel, key) end
+  -- pcall: a refused PUBLISH (an ACL without the channel) must not fail the Commit or Release
+  -- that already changed the record; the waiters then fall back to their timers.
+  if channel and channel ~= '' then redis.pcall('PUBLISH', channel, key) end
 end
