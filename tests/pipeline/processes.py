@@ -7,15 +7,19 @@ restarts a consumer that died (SIGKILL by the chaos driver), as a process manage
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, TypeVar
 
+from tests.support.postgres import PostgresProcess
 from tests.support.redis_server import RedisProcess, free_port
 from tests.support.sidecar_process import SidecarProcess
 
@@ -171,3 +175,23 @@ def go_command(binary: Path, amqp_url: str, target: str, dsn: str, namespace: st
         str(binary), "-amqp-url", amqp_url.replace("%2F", ""), "-target", target, "-pg-dsn", dsn,
         "-namespace", namespace,
     ]  # fmt: skip
+
+
+class Broker(Protocol):
+    def start(self) -> object: ...
+    def close(self) -> None: ...
+
+
+B = TypeVar("B", bound=Broker)
+
+
+@contextlib.contextmanager
+def with_postgres(broker: B) -> Iterator[tuple[B, PostgresProcess]]:
+    """A private PostgreSQL and `broker`, started for a test module and stopped after it."""
+    pg = PostgresProcess().start()
+    try:
+        broker.start()
+        yield broker, pg
+    finally:
+        broker.close()
+        pg.close()

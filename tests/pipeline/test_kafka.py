@@ -29,7 +29,7 @@ import pytest
 
 from tests.pipeline.broker_chaos import BrokerChaos
 from tests.pipeline.checks import Row, analyse, read_events
-from tests.pipeline.processes import ROOT, Consumers, Sidecar, Slot, start_redis
+from tests.pipeline.processes import ROOT, Consumers, Sidecar, Slot, start_redis, with_postgres
 from tests.support import kafka, postgres
 from tests.support.kafka import KafkaProcess
 from tests.support.postgres import PostgresProcess
@@ -50,14 +50,8 @@ WINDOW_S = 15  # the sidecar's window for the namespace; the late re-sends come 
 def services() -> Iterator[tuple[KafkaProcess, PostgresProcess]]:
     assert kafka.available(), "Kafka jars or java missing: run `make install` (scripts/deps.d/65-kafka.sh)"
     assert postgres.available(), "postgresql not installed: run `make install` (scripts/deps.d/60-pipeline.sh)"
-    pg = PostgresProcess().start()
-    broker = KafkaProcess()
-    try:
-        broker.start()
-        yield broker, pg
-    finally:
-        broker.close()
-        pg.close()
+    with with_postgres(KafkaProcess()) as services:
+        yield services
 
 
 def build(out: Path) -> Path:

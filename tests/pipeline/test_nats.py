@@ -28,7 +28,7 @@ import pytest
 
 from tests.pipeline.broker_chaos import BrokerChaos
 from tests.pipeline.checks import Row, analyse, read_events
-from tests.pipeline.processes import ROOT, Consumers, Sidecar, Slot, start_redis
+from tests.pipeline.processes import ROOT, Consumers, Sidecar, Slot, start_redis, with_postgres
 from tests.support import nats as nats_support
 from tests.support import postgres
 from tests.support.nats import NatsProcess
@@ -50,14 +50,8 @@ DURABLE = "orders-apply"
 def services() -> Iterator[tuple[NatsProcess, PostgresProcess]]:
     assert nats_support.available(), "nats-server not built: run `make install` (scripts/deps.d/66-nats.sh)"
     assert postgres.available(), "postgresql not installed: run `make install` (scripts/deps.d/60-pipeline.sh)"
-    pg = PostgresProcess().start()
-    broker = NatsProcess()
-    try:
-        broker.start()
-        yield broker, pg
-    finally:
-        broker.close()
-        pg.close()
+    with with_postgres(NatsProcess()) as services:
+        yield services
 
 
 def fetch(dsn: str) -> list[Row]:

@@ -32,6 +32,7 @@ from tests.pipeline.processes import (
     go_command,
     python_command,
     start_redis,
+    with_postgres,
 )
 from tests.support import postgres, rabbitmq
 from tests.support.postgres import PostgresProcess
@@ -52,14 +53,8 @@ DRAIN_TIMEOUT_S = float(os.environ.get("DEDUP_PIPELINE_DRAIN_TIMEOUT", "180"))
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RabbitMQProcess, PostgresProcess]]:
     assert rabbitmq.available(), "rabbitmq-server not installed: run `make install` (scripts/deps.d/60-pipeline.sh)"
     assert postgres.available(), "postgresql not installed: run `make install` (scripts/deps.d/60-pipeline.sh)"
-    pg = PostgresProcess().start()
-    broker = RabbitMQProcess()
-    try:
-        broker.start()
-        yield broker, pg
-    finally:
-        broker.close()
-        pg.close()
+    with with_postgres(RabbitMQProcess()) as services:
+        yield services
 
 
 def fetch(dsn: str, table: str) -> list[Row]:
