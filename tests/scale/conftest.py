@@ -4,7 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.scale.servers import LocalCluster
+from tests.scale.servers import LocalCluster, Sentinels, start_replica
+from tests.support.redis_server import RedisProcess
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +14,15 @@ def cluster() -> Iterator[LocalCluster]:
     local = LocalCluster()
     yield local
     local.close()
+
+
+@pytest.fixture
+def topology() -> Iterator[tuple[RedisProcess, RedisProcess, Sentinels]]:
+    """A master, its replica and three sentinels watching it (new for each test: failovers change it)."""
+    master = RedisProcess().start()
+    replica = start_replica(master)
+    sentinels = Sentinels(master)
+    yield master, replica, sentinels
+    sentinels.close()
+    replica.close()
+    master.close()

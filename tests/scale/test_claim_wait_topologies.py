@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import grpc
-import pytest
 
 from dedup.v1 import dedup_pb2 as pb
 from dedup.v1 import dedup_pb2_grpc
 from sidecar.domain.keys import record_key
 from sidecar.redis_store.cluster import ClusterStore
-from tests.scale.servers import LocalCluster, Sentinels, start_replica, wait_for
+from tests.scale.servers import LocalCluster, Sentinels, wait_for
 from tests.support.inprocess import RunningSidecar, running_sidecar
 from tests.support.redis_server import RedisProcess
 
@@ -48,17 +47,6 @@ async def committed_wakes_waiter(waiting: RunningSidecar, holding: dedup_pb2_grp
     assert time.monotonic() - started < WOKEN_WITHIN_S
     assert answer.outcome == pb.CLAIM_OUTCOME_DUPLICATE
     assert answer.result == record_id
-
-
-@pytest.fixture
-def topology() -> Iterator[tuple[RedisProcess, RedisProcess, Sentinels]]:
-    master = RedisProcess().start()
-    replica = start_replica(master)
-    sentinels = Sentinels(master)
-    yield master, replica, sentinels
-    sentinels.close()
-    replica.close()
-    master.close()
 
 
 async def test_sentinel_waiters_are_woken_before_and_after_a_failover(

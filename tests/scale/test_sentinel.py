@@ -6,15 +6,13 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dedup.v1 import dedup_pb2 as pb
-from tests.scale.servers import Sentinels, replication, start_replica, wait_for
+from tests.scale.servers import Sentinels, replication, wait_for
 from tests.support.inprocess import RunningSidecar, running_sidecar
 from tests.support.redis_server import RedisProcess
 
@@ -47,17 +45,6 @@ async def _drive(sidecar: RunningSidecar, load: Load, stop: asyncio.Event) -> No
             if reply.outcome != pb.CHECK_OUTCOME_NEW:  # every id is fresh: anything else is wrong
                 load.wrong.append(f"{namespace}/{record_id.hex()}: {reply.outcome}")
             load.confirmed[namespace].append(record_id)
-
-
-@pytest.fixture
-def topology() -> Iterator[tuple[RedisProcess, RedisProcess, Sentinels]]:
-    master = RedisProcess().start()
-    replica = start_replica(master)
-    sentinels = Sentinels(master)
-    yield master, replica, sentinels
-    sentinels.close()
-    replica.close()
-    master.close()
 
 
 async def test_master_killed_mid_run_sidecar_resumes_on_new_master(
