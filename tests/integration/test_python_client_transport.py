@@ -16,6 +16,7 @@ import grpc
 import pytest
 from dedup_client import (
     AsyncDedupClient,
+    ClaimOutcome,
     DeadlineExceededError,
     DedupClient,
     DedupError,
@@ -199,6 +200,7 @@ class StreamScript(Scripted):
     """Answers Stream messages like the sidecar would, and records what it was sent.
 
     id "hold": the answer waits until `hold` is set (then ACQUIRED, token 99).
+    id "busy": a Claim without wait_ms is IN_PROGRESS; one with wait_ms is ACQUIRED, token 42 (woken).
     id "break": the stream fails with UNAVAILABLE (the connection dropped).
     an empty id: the message (a whole batch) is answered with an INVALID_ARGUMENT error.
     namespace "bad": the message is answered with an INVALID_ARGUMENT error.
@@ -209,6 +211,7 @@ class StreamScript(Scripted):
         self.kinds: list[str] = []
         self.batch_sizes: list[int] = []
         self.released: list[int] = []
+        self.claim_waits: list[tuple[bytes, int]] = []  # (id, wait_ms) of every Claim, batch items too
         self.streams = 0
         self.hold = threading.Event()
 
@@ -218,6 +221,12 @@ class StreamScript(Scripted):
         if kind == "check":
             return pb.CheckResponse(outcome=pb.CHECK_OUTCOME_NEW)
         if kind == "claim":
+            with self.lock:
+                self.claim_waits.append((body.id, body.wait_ms))
+            if body.id == b"busy":
+                if body.wait_ms:
+                    return pb.ClaimResponse(outcome=pb.CLAIM_OUTCOME_ACQUIRED, fencing_token=42)
+                return pb.ClaimResponse(outcome=pb.CLAIM_OUTCOME_IN_PROGRESS, retry_after_ms=3000)
             if body.id == b"hold":
                 self.hold.wait(10)
                 return pb.ClaimResponse(outcome=pb.CLAIM_OUTCOME_ACQUIRED, fencing_token=99)
@@ -315,11 +324,41 @@ def test_sync_threads_share_the_stream(scripted_stream: tuple[StreamScript, str]
     assert sum(servicer.batch_sizes) + servicer.kinds.count("claim") == 200
 
 
-async def test_waiting_claims_are_not_coalesced(scripted_stream: tuple[StreamScript, str]) -> None:
+async def test_waiting_claims_are_coalesced_without_waiting_then_wait_alone(
+    scripted_stream: tuple[StreamScript, str],
+) -> None:
+    """ADR 0018: pending waiting Claims share a ClaimBatch with wait_ms 0; an IN_PROGRESS one waits on its own."""
     servicer, target = scripted_stream
     async with AsyncDedupClient(target) as client:
-        await asyncio.gather(*(client.claim("ns", f"w-{n}", wait_ms=1000) for n in range(3)))
-    assert servicer.kinds == ["claim", "claim", "claim"]
+        await client.check("ns", "warm-up")  # the stream is open
+        claims = await asyncio.gather(
+            client.claim("ns", "w-0", wait_ms=2000),
+            client.claim("ns", "busy", wait_ms=2000),
+            client.claim("ns", "w-1", wait_ms=2000),
+            client.claim("ns", "no-wait"),
+        )
+    assert [c.fencing_token for c in claims] == [7, 42, 7, 7]
+    assert servicer.kinds == ["check", "claim_batch", "claim"]
+    assert servicer.claim_waits[:4] == [(b"w-0", 0), (b"busy", 0), (b"w-1", 0), (b"no-wait", 0)]
+    (busy, left_ms) = servicer.claim_waits[4]
+    assert busy == b"busy" and 0 < left_ms <= 2000
+
+
+def test_an_in_progress_claim_that_did_not_ask_to_wait_is_answered(scripted_stream: tuple[StreamScript, str]) -> None:
+    servicer, target = scripted_stream
+    with DedupClient(target) as client, ThreadPoolExecutor(8) as pool:
+        client.check("ns", "warm-up")
+        outcomes = list(pool.map(lambda n: client.claim("ns", "busy" if n == 0 else f"f-{n}"), range(8)))
+    assert outcomes[0].outcome is ClaimOutcome.IN_PROGRESS
+    assert [(i, w) for i, w in servicer.claim_waits if i == b"busy"] == [(b"busy", 0)]  # answered, not resent
+
+
+async def test_a_lone_waiting_claim_waits_in_one_round_trip(scripted_stream: tuple[StreamScript, str]) -> None:
+    servicer, target = scripted_stream
+    async with AsyncDedupClient(target) as client:
+        assert (await client.claim("ns", "busy", wait_ms=1000)).fencing_token == 42
+    assert servicer.kinds == ["claim"]
+    assert servicer.claim_waits == [(b"busy", 1000)]
 
 
 def test_a_wait_longer_than_the_deadline_goes_unary(scripted_stream: tuple[StreamScript, str]) -> None:

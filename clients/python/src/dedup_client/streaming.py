@@ -3,8 +3,10 @@
 Calls waiting to be sent become `StreamRequest`s with fresh correlation ids;
 pending calls of the same kind and namespace are coalesced into one batch
 message (CheckBatch, ClaimBatch, CommitBatch; up to MAX_COALESCED items), and
-every `StreamResponse` is routed back to the calls it answers. A Claim that
-waits (wait_ms > 0) is never coalesced: it is sent on its own. A batch refused
+every `StreamResponse` is routed back to the calls it answers. Waiting Claims
+(wait_ms > 0) are coalesced in two steps (ADR 0018): in a ClaimBatch every item
+goes with wait_ms 0, and an item answered IN_PROGRESS whose call asked to wait
+is sent again on its own with the rest of its wait. A batch refused
 as a whole (INVALID_ARGUMENT: the sidecar validates every item before running
 any) is re-sent as single messages, so each caller gets its own answer.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -44,12 +47,13 @@ def item_error(err: pb.ItemError) -> DedupError:
 class Pending:
     """One call on the stream, settled once (answer, failure) or abandoned by its caller."""
 
-    __slots__ = ("_deliver", "_lock", "_state", "alone", "kind", "request")
+    __slots__ = ("_deliver", "_lock", "_state", "alone", "kind", "request", "sent_at")
 
     def __init__(self, kind: str, request: Any, deliver: Callable[[Answer], None]) -> None:
         self.kind = kind
         self.request = request
-        self.alone = False  # never coalesced (set when its batch was refused as a whole)
+        self.alone = False  # never coalesced (its batch was refused as a whole, or it waits on its own)
+        self.sent_at = 0.0  # time.monotonic() when it was framed into a batch
         self._deliver = deliver
         self._lock = threading.Lock()
         self._state = "pending"
@@ -60,9 +64,7 @@ class Pending:
 
     @property
     def coalescible(self) -> bool:
-        if self.alone or self.kind not in _BATCH_OF:
-            return False
-        return not (self.kind == "claim" and self.request.wait_ms)
+        return not self.alone and self.kind in _BATCH_OF
 
     def settle(self, answer: Answer) -> bool:
         """Delivers `answer` unless the call was settled or abandoned already."""
@@ -145,7 +147,13 @@ class Framer:
                     if len(chunk) == 1:
                         getattr(message, kind).CopyFrom(chunk[0].request)
                     else:
-                        getattr(message, _BATCH_OF[kind]).items.extend(c.request for c in chunk)
+                        items = getattr(message, _BATCH_OF[kind]).items
+                        items.extend(c.request for c in chunk)
+                        if kind == "claim":  # ADR 0018: a batch never waits; its IN_PROGRESS items wait alone
+                            now = time.monotonic()
+                            for item, call in zip(items, chunk, strict=True):
+                                item.wait_ms = 0
+                                call.sent_at = now
                     self._inflight[message.correlation_id] = chunk
                     messages.append(message)
         if closed is not None:
@@ -168,11 +176,41 @@ class Framer:
                 call.alone = True
             self._resend(alone)
             return
-        for call, answer in zip(calls, _answers(calls, response), strict=True):
+        answers: list[Answer | None] = list(_answers(calls, response))
+        if len(calls) > 1 and calls[0].kind == "claim":
+            answers = self._wait_alone(calls, answers)
+        for call, answer in zip(calls, answers, strict=True):
+            if answer is None:  # sent again on its own, to wait
+                continue
             if call.settle(answer):
                 continue
             if isinstance(answer, pb.ClaimResponse) and answer.outcome == pb.CLAIM_OUTCOME_ACQUIRED:
                 self._on_orphan(call.request, answer.fencing_token)  # abandoned: give the lease back
+
+    def _wait_alone(self, calls: list[Pending], answers: list[Answer | None]) -> list[Answer | None]:
+        """Re-sends each waiting Claim its batch answered IN_PROGRESS, alone with the rest of its wait (None)."""
+        out: list[Answer | None] = list(answers)
+        waiting: list[Pending] = []
+        now = time.monotonic()
+        for n, (call, answer) in enumerate(zip(calls, answers, strict=True)):
+            wait_ms = call.request.wait_ms
+            if not wait_ms or not call.live or not isinstance(answer, pb.ClaimResponse):
+                continue
+            if answer.outcome != pb.CLAIM_OUTCOME_IN_PROGRESS:
+                continue
+            left_ms = wait_ms - int((now - call.sent_at) * 1000)
+            if left_ms <= 0:
+                continue
+            request = pb.ClaimRequest()
+            request.CopyFrom(call.request)
+            request.wait_ms = left_ms
+            call.request = request
+            call.alone = True
+            waiting.append(call)
+            out[n] = None
+        if waiting:
+            self._resend(waiting)
+        return out
 
     def close(self, err: DedupError) -> None:
         """The stream is gone: every call in flight (and any framed later) fails with `err`."""
