@@ -341,7 +341,8 @@ async def test_waiting_claims_are_coalesced_without_waiting_then_wait_alone(
     assert servicer.kinds == ["check", "claim_batch", "claim"]
     assert servicer.claim_waits[:4] == [(b"w-0", 0), (b"busy", 0), (b"w-1", 0), (b"no-wait", 0)]
     (busy, left_ms) = servicer.claim_waits[4]
-    assert busy == b"busy" and 0 < left_ms <= 2000
+    assert busy == b"busy"
+    assert 0 < left_ms <= 2000
 
 
 def test_an_in_progress_claim_that_did_not_ask_to_wait_is_answered(scripted_stream: tuple[StreamScript, str]) -> None:
