@@ -214,7 +214,7 @@ def parse_policies(document: object) -> PolicySet:
     problems: list[str] = []
     policies: dict[str, NamespacePolicy] = {}
     for name, settings in body.items():
-        if not isinstance(name, str) or not NAMESPACE_PATTERN.match(name):
+        if not isinstance(name, str) or not NAMESPACE_PATTERN.fullmatch(name):
             problems.append(f"namespaces.{name}: a namespace name must match {NAMESPACE_PATTERN.pattern}")
             continue
         policy, found = parse_namespace_policy(f"namespaces.{name}", settings)

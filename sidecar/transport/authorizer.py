@@ -59,7 +59,7 @@ class Authorizer:
                     extra={
                         "identity": str(caller),
                         "operation": operation,
-                        "namespace": namespace if NAMESPACE_PATTERN.match(namespace) else "<invalid>",
+                        "namespace": namespace if NAMESPACE_PATTERN.fullmatch(namespace) else "<invalid>",
                         "reason": denial.reason,
                     },
                 )

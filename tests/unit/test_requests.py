@@ -50,3 +50,9 @@ def test_wait_ms_is_bounded_by_the_policy_and_never_negative() -> None:
     for bad in (-1, 1_001):
         (violation,) = policy_violations(ClaimRequest("ns", b"x", wait_ms=bad), policy, "items[3].")
         assert violation.field == "items[3].wait_ms"
+
+
+def test_a_namespace_with_a_trailing_newline_is_refused() -> None:
+    """`$` in the pattern also matches before a final newline: the whole name must match."""
+    assert fields(shape_violations(CheckRequest("orders\n", b"x"))) == ["namespace"]
+    assert fields(shape_violations(CheckRequest("orders", b"x"))) == []
