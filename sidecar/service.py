@@ -13,7 +13,15 @@ from typing import Protocol, TypeVar, cast
 from sidecar.claim_wait import ClaimWaiting
 from sidecar.domain.claim_waiters import ClaimWaiters
 from sidecar.domain.errors import FieldViolation, InvalidArgument, StoreError, StoreTimeout
-from sidecar.domain.keys import DEFAULT_KEY_PREFIX, fence_base, quota_key, record_key, wake_channel
+from sidecar.domain.keys import (
+    DEFAULT_KEY_PREFIX,
+    fence_base,
+    id_digest,
+    quota_key,
+    record_key,
+    record_key_head,
+    wake_channel,
+)
 from sidecar.domain.observer import NullObserver, Observer
 from sidecar.domain.outcomes import (
     CheckDecision,
@@ -52,6 +60,7 @@ from sidecar.domain.store import (
     Quota,
     ReleaseItem,
     RenewItem,
+    ReplicaAcks,
     Store,
 )
 
@@ -205,19 +214,36 @@ class DedupService:
     def _check_items(
         self, requests: Sequence[CheckRequest], policies: Sequence[NamespacePolicy], trace: bytes
     ) -> list[CheckItem]:
-        return [
-            CheckItem(
-                key=self._key(request),
-                window_ms=request.window_ms or policy.window_ms,
-                sliding=policy.sliding_window,
-                fingerprint_check=policy.fingerprint_check,
-                fingerprint=request.fingerprint,
-                trace_context=trace,
-                acks=policy.replica_acks,
-                quota=self._quota(request.namespace, policy),
+        # Once per item of the bulk path: what depends on the namespace alone is worked out once
+        # per namespace (a batch usually names one), the key from the id's digest (keys.record_key).
+        shared: dict[str, tuple[str, int, bool, bool, ReplicaAcks, Quota | None]] = {}
+        items = []
+        for request, policy in zip(requests, policies, strict=True):
+            namespace = request.namespace
+            common = shared.get(namespace)
+            if common is None:
+                common = shared[namespace] = (
+                    record_key_head(self._limits.key_prefix, namespace),
+                    policy.window_ms,
+                    policy.sliding_window,
+                    policy.fingerprint_check,
+                    policy.replica_acks,
+                    self._quota(namespace, policy),
+                )
+            head, window_ms, sliding, fingerprint_check, acks, quota = common
+            items.append(
+                CheckItem(
+                    f"{head}{id_digest(request.id)}}}",
+                    request.window_ms or window_ms,
+                    sliding,
+                    fingerprint_check,
+                    request.fingerprint,
+                    trace,
+                    acks,
+                    quota,
+                )
             )
-            for request, policy in zip(requests, policies, strict=True)
-        ]
+        return items
 
     def _claim_items(
         self, requests: Sequence[ClaimRequest], policies: Sequence[NamespacePolicy], trace: bytes

@@ -26,7 +26,12 @@ def id_digest(record_id: bytes) -> str:
 
 def record_key(prefix: str, namespace: str, record_id: bytes) -> str:
     """The Redis key of the record for (namespace, id)."""
-    return f"{prefix}{namespace}:{{{id_digest(record_id)}}}"
+    return f"{record_key_head(prefix, namespace)}{id_digest(record_id)}}}"
+
+
+def record_key_head(prefix: str, namespace: str) -> str:
+    """What every record key of the namespace starts with: the key is this, the id's digest and `}`."""
+    return f"{prefix}{namespace}:{{"
 
 
 def fence_base(prefix: str) -> str:

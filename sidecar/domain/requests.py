@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from sidecar.domain.errors import FieldViolation
 from sidecar.domain.policy import MIN_LEASE_MS, NAMESPACE_PATTERN, NamespacePolicy
@@ -16,8 +17,10 @@ MAX_FINGERPRINT_BYTES = 64
 MAX_FENCING_TOKEN = 2**53 - 1  # tokens are exact integers in Redis Lua (IEEE doubles)
 
 
-@dataclass(frozen=True, slots=True)
-class CheckRequest:
+class CheckRequest(NamedTuple):
+    """A NamedTuple, not a frozen dataclass like the others: one is built per batched Check id
+    (CheckBatch is the bulk path), and a tuple is built about four times faster."""
+
     namespace: str
     id: bytes
     fingerprint: bytes = b""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from sidecar.domain.errors import StoreError
 from sidecar.domain.outcomes import (
@@ -56,8 +56,10 @@ def strictest(acks: Sequence[ReplicaAcks]) -> ReplicaAcks:
     return ReplicaAcks(max((a.replicas for a in acks), default=0), max((a.timeout_ms for a in acks), default=0))
 
 
-@dataclass(frozen=True, slots=True)
-class CheckItem:
+class CheckItem(NamedTuple):
+    """One Check for the store. A NamedTuple rather than a frozen dataclass: one is built per
+    batched id, and a tuple is built about four times faster (issue 12); it is as immutable."""
+
     key: str
     window_ms: int
     sliding: bool
