@@ -40,6 +40,8 @@ CLOCK_REFRESH_S = 5.0
 
 Command = tuple[str | int | bytes, ...]
 SendCommands = Callable[[Sequence[Command]], Awaitable[list[Any]]]
+# The same, for commands packed in RESP by the caller: (chunks, number of commands).
+SendPacked = Callable[[list[bytes], int], Awaitable[list[Any]]]
 ScriptedCheck = Callable[[Sequence[CheckItem]], Awaitable[ItemResults[CheckDecision]]]
 
 
@@ -66,6 +68,26 @@ def compact_time(value: bytes) -> int | None:
     if value and 48 <= value[0] <= 57:
         return int(value)
     return None
+
+
+def packed_marks(items: Sequence[CheckItem], stamp: bytes) -> list[bytes]:
+    """`SET <key> <stamp> NX PX <window> GET` per item, in RESP: what hiredis.pack_command
+    would make of each, about three times faster (only the key changes from item to item)."""
+    tails: dict[int, bytes] = {}
+    packed = []
+    for item in items:
+        tail = tails.get(item.window_ms)
+        if tail is None:
+            window = b"%d" % item.window_ms
+            tail = tails[item.window_ms] = b"\r\n$%d\r\n%b\r\n$2\r\nNX\r\n$2\r\nPX\r\n$%d\r\n%b\r\n$3\r\nGET\r\n" % (
+                len(stamp),
+                stamp,
+                len(window),
+                window,
+            )
+        key = item.key.encode()
+        packed.append(b"*7\r\n$3\r\nSET\r\n$%d\r\n%b%b" % (len(key), key, tail))
+    return packed
 
 
 class RedisClock:
@@ -121,8 +143,11 @@ class RedisClock:
 class FastCheck:
     """Answers the eligible items of a Check batch with SET NX GET, the rest with check.lua."""
 
-    def __init__(self, send: SendCommands, clock: RedisClock | None = None) -> None:
+    def __init__(
+        self, send: SendCommands, clock: RedisClock | None = None, send_packed: SendPacked | None = None
+    ) -> None:
         self._send = send
+        self._send_packed = send_packed  # FastPipe's connection: the SETs go packed by packed_marks
         self.clock = clock or RedisClock()
 
     async def check(self, items: Sequence[CheckItem], scripted: ScriptedCheck) -> ItemResults[CheckDecision]:
@@ -135,12 +160,15 @@ class FastCheck:
         now = clock.now_ms()
         stamp = b"%d" % now
         if len(fast) == len(items):  # the usual batch: every item, in order
-            commands = [("SET", item.key, stamp, "NX", "PX", item.window_ms, "GET") for item in items]
+            marks = items
             scripted_indices: list[int] = []
         else:
-            commands = [("SET", items[i].key, stamp, "NX", "PX", items[i].window_ms, "GET") for i in fast]
+            marks = [items[i] for i in fast]
             scripted_indices = sorted(set(range(len(items))) - set(fast))
-        replies = await self._send(commands)
+        if self._send_packed is not None:
+            replies = await self._send_packed(packed_marks(marks, stamp), len(marks))
+        else:
+            replies = await self._send([("SET", item.key, stamp, "NX", "PX", item.window_ms, "GET") for item in marks])
         new = CheckDecision(CheckOutcome.NEW, now, 0, RecordState.DONE)  # frozen: one serves every NEW item
         out: list[CheckDecision | StoreError | None] = [None] * len(items)
         for index, reply in zip(fast, replies, strict=True):

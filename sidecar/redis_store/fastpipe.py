@@ -188,18 +188,19 @@ class FastPipe:
         """One command; its future gets the reply."""
         return self._queue([command], None)
 
-    def _send_group(self, commands: Sequence[tuple[Arg, ...]]) -> asyncio.Future[Any]:
-        """Commands sent together; one future gets the list of their replies (no future per command)."""
-        return self._queue(commands, len(commands))
-
     def _queue(self, commands: Sequence[tuple[Arg, ...]], group: int | None) -> asyncio.Future[Any]:
+        pack = hiredis.pack_command
+        return self._queue_packed([pack(command) for command in commands], group)  # type: ignore[arg-type]
+
+    def _queue_packed(self, packed: list[bytes], group: int | None) -> asyncio.Future[Any]:
+        """Queues commands already in RESP, one per chunk. With `group` (their number), one future
+        gets the list of their replies (no future per command); without, the one command's reply."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if self._transport is None:  # lost since the caller checked: never queue for a dead socket
             future.set_exception(StoreError("connection", "connection lost"))
             return future
-        pack = hiredis.pack_command
-        self._out += [pack(command) for command in commands]  # type: ignore[arg-type]  # the stub says 1-tuple
+        self._out += packed
         if not self._pending:
             self._progress = loop.time()
         self._pending.append(future if group is None else _Group(future, group))
@@ -242,9 +243,15 @@ class FastPipe:
         in order, a ResponseError as a value. An `ECHO <tag>` closes the group: if its reply is not
         the tag, the replies are out of step with the requests (a broken proxy), so the connection
         is dropped and every pending call fails, as for a script's echo (FastScripts)."""
+        pack = hiredis.pack_command
+        return await self.execute_packed([pack(command) for command in commands], len(commands))  # type: ignore[arg-type]
+
+    async def execute_packed(self, packed: list[bytes], count: int) -> list[Any]:
+        """execute_many for `count` commands the caller packed in RESP itself (a hot path that
+        knows its commands' shape packs them about three times faster than hiredis)."""
         await self._ensure_connected()
         tag = b"%d" % next(self._tags)
-        replies: list[Any] = await self._send_group([*commands, ("ECHO", tag)])
+        replies: list[Any] = await self._queue_packed([*packed, _echo(tag)], count + 1)
         if replies[-1] != tag:
             error = StoreError("protocol", "replies out of step with their commands; connection dropped")
             self._abort(error)
@@ -255,6 +262,10 @@ class FastPipe:
     async def close(self) -> None:
         self._closed = True
         self._abort(StoreError("connection", "the fast pipe was closed"))
+
+
+def _echo(tag: bytes) -> bytes:
+    return b"*2\r\n$4\r\nECHO\r\n$%d\r\n%b\r\n" % (len(tag), tag)
 
 
 def _sha1(source: str) -> str:

@@ -107,7 +107,7 @@ class RedisStore:
         """Called with the server's version from the startup checks: turns Check without Lua on or off."""
         if self.check_path == "auto" and supported(version):
             if self.fast_check is None:
-                self.fast_check = FastCheck(self._commands)
+                self.fast_check = FastCheck(self._commands, send_packed=self._packed if self.fast is not None else None)
         else:
             self.fast_check = None
 
@@ -121,6 +121,17 @@ class RedisStore:
                 for command in commands:  # `get`: redis-py hands SET ... GET's reply back as is, not as a bool
                     pipe.execute_command(*command, **({"get": True} if command[0] == "SET" else {}))
                 return list(await pipe.execute(raise_on_error=False))
+        except StoreError:
+            raise
+        except Exception as err:  # every Redis failure becomes a StoreError
+            raise to_store_error(err) from err
+
+    async def _packed(self, packed: list[bytes], count: int) -> list[Any]:
+        """_commands for `count` commands packed in RESP by the caller (FastPipe only)."""
+        assert self.fast is not None  # use_server hands this to FastCheck only with FastPipe
+        try:
+            with store_span("check", count, operation="SET"):
+                return await self.fast.pipe.execute_packed(packed, count)
         except StoreError:
             raise
         except Exception as err:  # every Redis failure becomes a StoreError

@@ -68,3 +68,19 @@ async def test_the_clock_follows_redis_time_and_advances_monotonically() -> None
     await asyncio.sleep(0)
     assert len(sent) == 2
     assert clock.now_ms() == 1_700_000_000_500 + 1
+
+
+def test_packed_marks_are_what_hiredis_packs() -> None:
+    import hiredis
+
+    from sidecar.domain.store import CheckItem
+    from sidecar.redis_store.check_fast import packed_marks
+
+    items = [
+        CheckItem("dedup:orders:{AAAAAAAAAAAAAAAAAAAAAA}", 86_400_000, False, False, b""),
+        CheckItem("dedup:orders:{BBBBBBBBBBBBBBBBBBBBBB}", 5, False, False, b""),
+        CheckItem("pré:ns:{CCCCCCCCCCCCCCCCCCCCCC}", 86_400_000, False, False, b""),
+    ]
+    stamp = b"1764554400123"
+    expected = [hiredis.pack_command(("SET", i.key, stamp, "NX", "PX", i.window_ms, "GET")) for i in items]
+    assert packed_marks(items, stamp) == expected
