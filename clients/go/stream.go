@@ -81,6 +81,9 @@ type streamer struct {
 	current       *session
 	unimplemented atomic.Bool
 	wg            sync.WaitGroup
+	// hold, when set (tests only, export_test.go), keeps the sender from
+	// framing queued calls until it is closed, so calls can pend together.
+	hold atomic.Pointer[chan struct{}]
 }
 
 func newStreamer(c *Client) *streamer {
@@ -279,6 +282,13 @@ func (sess *session) send() {
 		case <-sess.wake:
 		case <-sess.dead:
 			return
+		}
+		if hold := sess.s.hold.Load(); hold != nil {
+			select {
+			case <-*hold:
+			case <-sess.dead:
+				return
+			}
 		}
 		sess.mu.Lock()
 		queue := sess.queue
