@@ -15,7 +15,7 @@ import (
 	pb "github.com/dedup-sidecar/dedup/clients/go/dedupv1"
 )
 
-// The stream transport (docs/adr/0013-helper-rules.md, docs/adr/0015-go-stream-transport.md):
+// The stream transport (docs/adr/0013-helper-rules.md, docs/adr/0015-go-client-transport-and-helper.md):
 // one long-lived Stream per client, opened lazily, carrying Check, Claim,
 // Commit, Release and Renew with a correlation id each. Calls of a kind that
 // are pending at the same moment are sent as one batch message; waiting Claims

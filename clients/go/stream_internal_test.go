@@ -122,7 +122,7 @@ func (s *streamer) queued() int {
 }
 
 // Calls of a kind that pend together become one batch message; a waiting
-// Claim goes alone; answers reach their callers by correlation id, in any order.
+// Claim alone (the only Claim) keeps its wait_ms; answers reach their callers by correlation id, in any order.
 func TestStreamCoalescesPendingCalls(t *testing.T) {
 	c, stub := fakeClient(t, true)
 	ctx := context.Background()
