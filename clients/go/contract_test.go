@@ -191,6 +191,29 @@ func (r *run) token(t *testing.T, raw string) uint64 {
 	return v
 }
 
+// asyncClaims counts the async Claims (of the scenario's client) that start
+// the steps; over the stream they are made to pend together (HoldStream), so
+// that they are framed together and coalesced (ADR 0018).
+func asyncClaims(steps []step) int {
+	n := 0
+	for n < len(steps) && steps[n].Async != "" && steps[n].Op == "claim" && !steps[n].Direct {
+		n++
+	}
+	return n
+}
+
+// pendTogether waits until the n held calls are queued on the stream, then lets it send them.
+func pendTogether(t *testing.T, where string, c *dedup.Client, n int, release func()) {
+	defer release()
+	limit := time.Now().Add(10 * time.Second)
+	for dedup.QueuedOnStream(c) < n {
+		if time.Now().After(limit) {
+			t.Fatalf("%s: %d async calls never pended together on the stream (%d queued)", where, n, dedup.QueuedOnStream(c))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // result is what one step produced, in the scenario's vocabulary.
 type result struct {
 	outcome  string
@@ -207,6 +230,8 @@ type result struct {
 
 func (r *run) play(t *testing.T, c, direct *dedup.Client, sc scenario) {
 	r.direct = direct
+	var release func() // set while consecutive async Claims are held to pend together
+	held, lastHeld := 0, 0
 	for i, st := range sc.Steps {
 		where := fmt.Sprintf("step %d (%s)", i, st.Op)
 		client := c
@@ -214,12 +239,19 @@ func (r *run) play(t *testing.T, c, direct *dedup.Client, sc scenario) {
 			client = direct
 		}
 		if st.Async != "" {
+			if n := asyncClaims(sc.Steps[i:]); release == nil && n >= 2 && !st.Direct && dedup.StreamInUse(client) {
+				release, held, lastHeld = dedup.HoldStream(client), n, i+n-1
+			}
 			done := make(chan asyncResult, 1)
 			r.async[st.Async] = done
 			go func() {
 				res, err := r.invoke(t, client, st)
 				done <- asyncResult{res, err}
 			}()
+			if release != nil && i == lastHeld {
+				pendTogether(t, where, client, held, release)
+				release = nil
+			}
 			continue
 		}
 		var got result

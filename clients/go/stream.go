@@ -5,18 +5,21 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/dedup-sidecar/dedup/clients/go/dedupv1"
 )
 
-// The stream transport (docs/adr/0013-helper-rules.md, docs/adr/0015-go-stream-transport.md):
+// The stream transport (docs/adr/0013-helper-rules.md, docs/adr/0015-go-client-transport-and-helper.md):
 // one long-lived Stream per client, opened lazily, carrying Check, Claim,
 // Commit, Release and Renew with a correlation id each. Calls of a kind that
-// are pending at the same moment are sent as one batch message.
+// are pending at the same moment are sent as one batch message; waiting Claims
+// are coalesced in two steps (docs/adr/0018-coalesced-waiting-claims.md).
 
 // streamKind is the stream message a verb travels as (kindNone: unary only).
 type streamKind int
@@ -45,12 +48,16 @@ const (
 // streamCall is one caller's request on the stream.
 type streamCall struct {
 	kind   streamKind
-	req    any // *pb.CheckRequest, *pb.ClaimRequest, ...
-	single bool
-	done   chan struct{}
-	resp   any
-	err    error
-	state  atomic.Int32
+	req    any  // *pb.CheckRequest, *pb.ClaimRequest, ...: what goes out (never the caller's object changed)
+	single bool // sent on its own, never coalesced (again)
+	// waitFirst: a waiting Claim sent in a ClaimBatch with wait_ms 0 (ADR 0018);
+	// an IN_PROGRESS answer sends it again alone with the rest of its wait.
+	waitFirst bool
+	sentAt    time.Time // when the message carrying it was sent
+	done      chan struct{}
+	resp      any
+	err       error
+	state     atomic.Int32
 }
 
 // settle hands the caller its answer, unless it gave up; then it reports false.
@@ -74,6 +81,9 @@ type streamer struct {
 	current       *session
 	unimplemented atomic.Bool
 	wg            sync.WaitGroup
+	// hold, when set (tests only, export_test.go), keeps the sender from
+	// framing queued calls until it is closed, so calls can pend together.
+	hold atomic.Pointer[chan struct{}]
 }
 
 func newStreamer(c *Client) *streamer {
@@ -273,6 +283,13 @@ func (sess *session) send() {
 		case <-sess.dead:
 			return
 		}
+		if hold := sess.s.hold.Load(); hold != nil {
+			select {
+			case <-*hold:
+			case <-sess.dead:
+				return
+			}
+		}
 		sess.mu.Lock()
 		queue := sess.queue
 		sess.queue = nil
@@ -284,6 +301,12 @@ func (sess *session) send() {
 				sess.mu.Unlock()
 				settleAll(msgs[i:], broken) // taken off the queue, not yet in flight
 				return
+			}
+			if m.batch && m.calls[0].kind == kindClaim {
+				now := time.Now() // set before the receiver can see the calls
+				for _, c := range m.calls {
+					c.sentAt = now
+				}
 			}
 			sess.nextID++
 			m.req.CorrelationId = sess.nextID
@@ -323,31 +346,43 @@ func settleAll(msgs []outgoing, err error) {
 	}
 }
 
-// coalesce turns queued calls into messages: single Check, Claim (without
-// wait_ms) and Commit calls pending together become batches of up to
-// maxCoalesce; a Claim that waits goes alone (a batch answers when its
-// slowest item does). Abandoned calls are not sent.
+// batchKey groups the calls that may share a batch message: Checks, Commits,
+// and Claims of one namespace (ADR 0018).
+type batchKey struct {
+	kind      streamKind
+	namespace string
+}
+
+// coalesce turns queued calls into messages: single Check, Claim and Commit
+// calls pending together become batches of up to maxCoalesce (Claims per
+// namespace). A Claim batch carries every item with wait_ms 0, and its waiting
+// Claims answered IN_PROGRESS are sent again alone with the rest of their wait
+// (deliver); a Claim alone goes with its own wait_ms (ADR 0018). Abandoned
+// calls are not sent.
 func coalesce(queue []*streamCall) []outgoing {
 	var out []outgoing
-	groups := map[streamKind][]*streamCall{}
-	var order []streamKind
+	groups := map[batchKey][]*streamCall{}
+	var order []batchKey
 	for _, c := range queue {
 		if c.state.Load() != callPending {
 			continue
 		}
-		batchable := !c.single && (c.kind == kindCheck || c.kind == kindCommit ||
-			(c.kind == kindClaim && c.req.(*pb.ClaimRequest).GetWaitMs() == 0))
+		batchable := !c.single && (c.kind == kindCheck || c.kind == kindCommit || c.kind == kindClaim)
 		if !batchable {
 			out = append(out, single(c))
 			continue
 		}
-		if _, ok := groups[c.kind]; !ok {
-			order = append(order, c.kind)
+		key := batchKey{kind: c.kind}
+		if c.kind == kindClaim {
+			key.namespace = c.req.(*pb.ClaimRequest).GetNamespace()
 		}
-		groups[c.kind] = append(groups[c.kind], c)
+		if _, ok := groups[key]; !ok {
+			order = append(order, key)
+		}
+		groups[key] = append(groups[key], c)
 	}
-	for _, kind := range order {
-		calls := groups[kind]
+	for _, key := range order {
+		calls := groups[key]
 		for len(calls) > 0 {
 			n := min(len(calls), maxCoalesce)
 			chunk := calls[:n]
@@ -356,13 +391,14 @@ func coalesce(queue []*streamCall) []outgoing {
 				out = append(out, single(chunk[0]))
 				continue
 			}
-			out = append(out, batchOf(kind, chunk))
+			out = append(out, batchOf(key.kind, chunk))
 		}
 	}
 	return out
 }
 
 func single(c *streamCall) outgoing {
+	c.waitFirst = false
 	req := &pb.StreamRequest{}
 	switch r := c.req.(type) {
 	case *pb.CheckRequest:
@@ -391,7 +427,13 @@ func batchOf(kind streamKind, calls []*streamCall) outgoing {
 	case kindClaim:
 		b := &pb.ClaimBatchRequest{}
 		for _, c := range calls {
-			b.Items = append(b.Items, c.req.(*pb.ClaimRequest))
+			item := c.req.(*pb.ClaimRequest)
+			c.waitFirst = item.GetWaitMs() > 0
+			if c.waitFirst { // a copy: the caller's request keeps its wait_ms
+				item = proto.Clone(item).(*pb.ClaimRequest)
+				item.WaitMs = 0
+			}
+			b.Items = append(b.Items, item)
 		}
 		req.Request = &pb.StreamRequest_ClaimBatch{ClaimBatch: b}
 	case kindCommit:
@@ -428,20 +470,26 @@ var validationCodes = map[codes.Code]bool{
 	codes.InvalidArgument: true, codes.NotFound: true, codes.PermissionDenied: true,
 }
 
+// resend queues calls again, each to go on its own (never coalesced again);
+// if the stream broke meanwhile they get its error.
+func (sess *session) resend(calls []*streamCall) {
+	for _, c := range calls {
+		c.single = true
+	}
+	if !sess.enqueue(calls...) {
+		sess.mu.Lock()
+		broken := sess.broken
+		sess.mu.Unlock()
+		for _, c := range calls {
+			c.settle(nil, broken)
+		}
+	}
+}
+
 func (sess *session) deliver(calls []*streamCall, resp *pb.StreamResponse) {
 	if e := resp.GetError(); e != nil {
 		if len(calls) > 1 && validationCodes[codes.Code(e.GetCode())] {
-			for _, c := range calls {
-				c.single = true
-			}
-			if !sess.enqueue(calls...) {
-				sess.mu.Lock()
-				broken := sess.broken
-				sess.mu.Unlock()
-				for _, c := range calls {
-					c.settle(nil, broken)
-				}
-			}
+			sess.resend(calls)
 			return
 		}
 		for _, c := range calls {
@@ -458,16 +506,44 @@ func (sess *session) deliver(calls []*streamCall, resp *pb.StreamResponse) {
 		}
 		return
 	}
+	var again []*streamCall
 	for i, c := range calls {
 		item := items[i]
 		var err error
 		if ie, ok := item.(interface{ GetError() *pb.ItemError }); ok && ie.GetError() != nil {
 			err, item = itemError(ie.GetError()), nil
 		}
+		if c.waitFirst && waitAgain(c, item) {
+			again = append(again, c)
+			continue
+		}
 		if !c.settle(item, err) {
 			sess.s.abandoned(c, item)
 		}
 	}
+	if len(again) > 0 {
+		sess.resend(again)
+	}
+}
+
+// waitAgain: the first, non-waiting attempt of a waiting Claim found the id
+// IN_PROGRESS and some of its wait is left, so it is to be sent again alone
+// with wait_ms = the rest (ADR 0018). c.req becomes that copy. A call its
+// caller abandoned meanwhile is not sent again.
+func waitAgain(c *streamCall, item any) bool {
+	claim, ok := item.(*pb.ClaimResponse)
+	if !ok || claim.GetOutcome() != pb.ClaimOutcome_CLAIM_OUTCOME_IN_PROGRESS || c.state.Load() != callPending {
+		return false
+	}
+	req := c.req.(*pb.ClaimRequest)
+	left := req.GetWaitMs() - time.Since(c.sentAt).Milliseconds()
+	if left <= 0 {
+		return false
+	}
+	again := proto.Clone(req).(*pb.ClaimRequest)
+	again.WaitMs = left
+	c.req, c.waitFirst = again, false
+	return true
 }
 
 // responseItems is the answer of each call of a message, in order.

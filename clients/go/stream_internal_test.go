@@ -122,7 +122,7 @@ func (s *streamer) queued() int {
 }
 
 // Calls of a kind that pend together become one batch message; a waiting
-// Claim goes alone; answers reach their callers by correlation id, in any order.
+// Claim alone (the only Claim) keeps its wait_ms; answers reach their callers by correlation id, in any order.
 func TestStreamCoalescesPendingCalls(t *testing.T) {
 	c, stub := fakeClient(t, true)
 	ctx := context.Background()
@@ -390,5 +390,110 @@ func TestStreamPerCallDeadline(t *testing.T) {
 	}
 	if len(stub.opened) != 0 {
 		t.Fatal("a second stream was opened")
+	}
+}
+
+// Waiting Claims pending together go out in two steps (ADR 0018): one
+// ClaimBatch per namespace with wait_ms 0 on every item; then each waiting
+// call answered IN_PROGRESS goes again alone with the rest of its wait, while
+// every other answer (an IN_PROGRESS of a call that did not wait among them)
+// is delivered as it came. A waiting Claim alone in its namespace keeps its wait_ms.
+func TestStreamCoalescesWaitingClaimsThenWaitsAlone(t *testing.T) {
+	c, stub := fakeClient(t, true)
+	ctx := context.Background()
+	type answer struct {
+		id  string
+		got ClaimOutcome
+		err error
+	}
+	answers := make(chan answer, 10)
+	claim := func(ctx context.Context, ns, id string, opts ...CallOption) {
+		r, err := c.Claim(ctx, ns, []byte(id), opts...)
+		answers <- answer{id, r.Outcome, err}
+	}
+	go func() { _, _ = c.Check(ctx, "ns", []byte("first")) }() // its Send blocks until released
+	f := next(t, stub.opened)
+	first := next(t, f.sent)
+	gaveUp, giveUp := context.WithCancel(ctx)
+	defer giveUp()
+	go claim(ctx, "ns", "held", Wait(2*time.Second))
+	go claim(ctx, "ns", "free", Wait(2*time.Second))
+	go claim(ctx, "ns", "busy", Wait(time.Millisecond)) // its wait is over when the batch answers
+	go claim(ctx, "ns", "nowait")
+	go claim(gaveUp, "ns", "abandoned", Wait(2*time.Second))
+	go claim(ctx, "other", "alone", Wait(2*time.Second))
+	bounded(t, func() bool { return c.stream.queued() == 6 })
+	close(f.release)
+	f.recv <- &pb.StreamResponse{CorrelationId: first.GetCorrelationId(), Response: &pb.StreamResponse_Check{
+		Check: &pb.CheckResponse{Outcome: pb.CheckOutcome_CHECK_OUTCOME_NEW}}}
+
+	var batch, alone *pb.StreamRequest
+	for range 2 {
+		m := next(t, f.sent)
+		if m.GetClaimBatch() != nil {
+			batch = m
+		} else {
+			alone = m
+		}
+	}
+	sentAt := time.Now()
+	if alone.GetClaim().GetNamespace() != "other" || alone.GetClaim().GetWaitMs() != 2000 {
+		t.Fatalf("the Claim alone in its namespace: want wait_ms 2000 alone, got %v", alone)
+	}
+	items := batch.GetClaimBatch().GetItems()
+	if len(items) != 5 {
+		t.Fatalf("want one ClaimBatch of the 5 Claims of ns, got %v", batch)
+	}
+	results := &pb.ClaimBatchResponse{}
+	for _, it := range items {
+		if it.GetWaitMs() != 0 || it.GetNamespace() != "ns" {
+			t.Fatalf("batch item %v: want wait_ms 0", it)
+		}
+		o := pb.ClaimOutcome_CLAIM_OUTCOME_IN_PROGRESS
+		if string(it.GetId()) == "free" {
+			o = pb.ClaimOutcome_CLAIM_OUTCOME_ACQUIRED
+		}
+		results.Results = append(results.Results, &pb.ClaimResponse{Outcome: o})
+	}
+	giveUp() // a caller gives up before the batch answers: it is not sent again
+	if a := next(t, answers); a.id != "abandoned" || Code(a.err) != codes.Canceled {
+		t.Fatalf("want the abandoned Claim CANCELED, got %+v", a)
+	}
+	bounded(t, func() bool { return time.Since(sentAt) > 5*time.Millisecond }) // "busy"'s 1 ms wait is over
+	f.recv <- &pb.StreamResponse{CorrelationId: batch.GetCorrelationId(),
+		Response: &pb.StreamResponse_ClaimBatch{ClaimBatch: results}}
+
+	got := map[string]string{}
+	for range 3 { // free, busy, nowait; held waits on
+		a := next(t, answers)
+		got[a.id] = fmt.Sprint(a.got, " ", Code(a.err))
+	}
+	want := map[string]string{"free": "ACQUIRED OK", "busy": "IN_PROGRESS OK", "nowait": "IN_PROGRESS OK"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("answers %v\nwant %v", got, want)
+	}
+
+	again := next(t, f.sent)
+	if string(again.GetClaim().GetId()) != "held" {
+		t.Fatalf("want the held Claim sent again alone, got %v", again)
+	}
+	if w := again.GetClaim().GetWaitMs(); w <= 0 || w > 2000 {
+		t.Fatalf("sent again with wait_ms %d, want the rest of 2000", w)
+	}
+	go func() { _, _ = c.Check(ctx, "ns", []byte("probe")) }()
+	if probe := next(t, f.sent); string(probe.GetCheck().GetId()) != "probe" {
+		t.Fatalf("only the held Claim is sent again; then came %v", probe)
+	}
+	f.recv <- &pb.StreamResponse{CorrelationId: again.GetCorrelationId(), Response: &pb.StreamResponse_Claim{
+		Claim: &pb.ClaimResponse{Outcome: pb.ClaimOutcome_CLAIM_OUTCOME_DUPLICATE}}}
+	f.recv <- &pb.StreamResponse{CorrelationId: alone.GetCorrelationId(), Response: &pb.StreamResponse_Claim{
+		Claim: &pb.ClaimResponse{Outcome: pb.ClaimOutcome_CLAIM_OUTCOME_ACQUIRED}}}
+	got = map[string]string{}
+	for range 2 {
+		a := next(t, answers)
+		got[a.id] = fmt.Sprint(a.got, " ", Code(a.err))
+	}
+	if want := map[string]string{"held": "DUPLICATE OK", "alone": "ACQUIRED OK"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("answers %v\nwant %v", got, want)
 	}
 }
