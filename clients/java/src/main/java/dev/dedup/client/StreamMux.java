@@ -17,7 +17,7 @@ import io.grpc.Deadline;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.util.ArrayList;
-import java.util.EnumMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentLinkedQueue;
@@ -29,8 +29,14 @@ import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * Carries single calls over one long-lived {@code Stream} (docs/adr/0013): each message has its
- * own correlation id; calls of one kind that are pending together are sent as one batch message
- * (up to {@value #MAX_BATCH}); each call waits for its own answer until its own deadline.
+ * own correlation id; calls of one kind (Claims: of one kind and namespace) that are pending
+ * together are sent as one batch message (up to {@value #MAX_BATCH}); each call waits for its own
+ * answer until its own deadline.
+ *
+ * <p>Waiting Claims are coalesced in two steps (docs/adr/0018): every item of a ClaimBatch goes
+ * with {@code wait_ms} 0; an item answered IN_PROGRESS whose call asked to wait is sent again on
+ * its own with the rest of its wait ({@link #resumeWaits}). A waiting Claim alone when the queue is
+ * framed goes out with its {@code wait_ms}, in one round trip.
  *
  * <p>Sending is done by whichever caller holds the send lock: while it writes, other callers
  * queue, and its next pass sends what queued as batches, so coalescing needs no timer or thread.
@@ -49,6 +55,7 @@ final class StreamMux implements AutoCloseable {
   private final AtomicLong messagesSent = new AtomicLong();
   private final AtomicLong abandonedReleases = new AtomicLong();
   private final java.util.concurrent.Semaphore waiters = new java.util.concurrent.Semaphore(MAX_STREAM_WAITERS);
+  private volatile java.util.function.Consumer<StreamRequest> sendObserver; // tests: what goes on the wire
   private final ConcurrentLinkedQueue<StreamCall> queue = new ConcurrentLinkedQueue<>();
   private final ReentrantLock sendLock = new ReentrantLock();
   private StreamSession session; // guarded by sendLock
@@ -83,7 +90,7 @@ final class StreamMux implements AutoCloseable {
    * passes first, CANCELLED when the thread is interrupted, UNAVAILABLE when the stream breaks).
    */
   Message call(StreamRequest.RequestCase kind, Message request, Deadline until) {
-    StreamCall call = new StreamCall(kind, request, kind != StreamRequest.RequestCase.CLAIM || ((ClaimRequest) request).getWaitMs() == 0);
+    StreamCall call = new StreamCall(kind, request, true);
     if (closed) {
       throw Status.UNAVAILABLE.withDescription("client closed").asRuntimeException();
     }
@@ -134,9 +141,42 @@ final class StreamMux implements AutoCloseable {
 
   /** Sends these calls again one message each (a batch failed whole, e.g. INVALID_ARGUMENT for one item). */
   void resendSingly(List<StreamCall> calls) {
-    for (StreamCall c : calls) {
-      queue.add(new StreamCall(c, false));
+    List<StreamCall> again = new ArrayList<>(calls.size());
+    calls.forEach(c -> again.add(c.alone()));
+    resend(again);
+  }
+
+  /**
+   * The second step of a coalesced waiting Claim (docs/adr/0018): each of these calls asked to wait
+   * and its batch item (sent with {@code wait_ms} 0) was answered IN_PROGRESS. A call whose caller
+   * gave up meanwhile is dropped; one with some of its wait left is sent again on its own with
+   * {@code wait_ms} = its wait less the milliseconds (rounded up) since its batch was written; one
+   * with nothing left gets the IN_PROGRESS answer.
+   */
+  void resumeWaits(List<StreamCall> calls, List<ClaimResponse> inProgress) {
+    long now = System.nanoTime();
+    List<StreamCall> again = new ArrayList<>(calls.size());
+    for (int i = 0; i < calls.size(); i++) {
+      StreamCall c = calls.get(i);
+      if (c.result.isDone()) {
+        continue; // abandoned (deadline, interrupt): not resent
+      }
+      long left = c.waitMs - (now - c.sentAtNanos + 999_999) / 1_000_000;
+      if (left <= 0) {
+        c.result.complete(inProgress.get(i));
+      } else {
+        again.add(c.alone(((ClaimRequest) c.request).toBuilder().setWaitMs(left).build()));
+      }
     }
+    resend(again);
+  }
+
+  /** Queues calls to go out one message each (never coalesced) and writes them. */
+  private void resend(List<StreamCall> calls) {
+    if (calls.isEmpty()) {
+      return;
+    }
+    queue.addAll(calls);
     flush();
   }
 
@@ -165,15 +205,22 @@ final class StreamMux implements AutoCloseable {
     }
   }
 
+  /** The calls that may share one batch message: one kind, and for Claims one namespace (ADR 0018). */
+  private record Group(StreamRequest.RequestCase kind, String namespace) {
+    static Group of(StreamCall c) {
+      return new Group(c.kind, c.request instanceof ClaimRequest r ? r.getNamespace() : "");
+    }
+  }
+
   private void sendQueued() {
-    Map<StreamRequest.RequestCase, List<StreamCall>> groups = new EnumMap<>(StreamRequest.RequestCase.class);
+    Map<Group, List<StreamCall>> groups = new LinkedHashMap<>();
     List<StreamCall> singles = new ArrayList<>();
     for (StreamCall c = queue.poll(); c != null; c = queue.poll()) {
       if (c.result.isDone()) {
         continue; // its caller gave up before it was sent
       }
       if (c.coalesce) {
-        groups.computeIfAbsent(c.kind, k -> new ArrayList<>()).add(c);
+        groups.computeIfAbsent(Group.of(c), k -> new ArrayList<>()).add(c);
       } else {
         singles.add(c);
       }
@@ -189,13 +236,13 @@ final class StreamMux implements AutoCloseable {
       }
     }
     for (List<StreamCall> group : groups.values()) {
-      if (group.size() == 1) {
-        singles.add(group.get(0));
-        continue;
-      }
       for (int from = 0; from < group.size(); from += MAX_BATCH) {
         List<StreamCall> chunk = group.subList(from, Math.min(group.size(), from + MAX_BATCH));
-        send(batchMessage(chunk), List.copyOf(chunk));
+        if (chunk.size() == 1) {
+          singles.add(chunk.get(0)); // alone: a waiting Claim keeps its wait_ms
+        } else {
+          send(batchMessage(chunk), List.copyOf(chunk));
+        }
       }
     }
     for (StreamCall c : singles) {
@@ -206,7 +253,14 @@ final class StreamMux implements AutoCloseable {
   private void send(StreamRequest.Builder message, List<StreamCall> calls) {
     long id = correlationIds.incrementAndGet();
     messagesSent.incrementAndGet();
-    session.send(message.setCorrelationId(id).build(), calls);
+    StreamRequest built = message.setCorrelationId(id).build();
+    long now = System.nanoTime();
+    calls.forEach(c -> c.sentAtNanos = now);
+    var observer = sendObserver;
+    if (observer != null) {
+      observer.accept(built);
+    }
+    session.send(built, calls);
   }
 
   private static StreamRequest.Builder singleMessage(StreamCall c) {
@@ -227,17 +281,17 @@ final class StreamMux implements AutoCloseable {
     switch (calls.get(0).kind) {
       case CHECK -> {
         CheckBatchRequest.Builder batch = CheckBatchRequest.newBuilder();
-        calls.forEach(c -> batch.addItems((CheckRequest) c.request));
+        calls.forEach(c -> batch.addItems((CheckRequest) c.batchItem()));
         b.setCheckBatch(batch);
       }
       case CLAIM -> {
         ClaimBatchRequest.Builder batch = ClaimBatchRequest.newBuilder();
-        calls.forEach(c -> batch.addItems((ClaimRequest) c.request));
+        calls.forEach(c -> batch.addItems((ClaimRequest) c.batchItem()));
         b.setClaimBatch(batch);
       }
       case COMMIT -> {
         CommitBatchRequest.Builder batch = CommitBatchRequest.newBuilder();
-        calls.forEach(c -> batch.addItems((CommitRequest) c.request));
+        calls.forEach(c -> batch.addItems((CommitRequest) c.batchItem()));
         b.setCommitBatch(batch);
       }
       default -> throw new IllegalArgumentException("no batch form: " + calls.get(0).kind);
@@ -253,6 +307,11 @@ final class StreamMux implements AutoCloseable {
   /** Late ACQUIRED answers released because their caller had given up (tests). */
   long abandonedReleases() {
     return abandonedReleases.get();
+  }
+
+  /** Sees every message as it is written (tests: framing); null to stop. */
+  void observeSends(java.util.function.Consumer<StreamRequest> observer) {
+    sendObserver = observer;
   }
 
   /** Calls queued and not yet written (tests: coalescing). */

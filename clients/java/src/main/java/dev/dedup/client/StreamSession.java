@@ -1,6 +1,8 @@
 package dev.dedup.client;
 
 import com.google.protobuf.Message;
+import dev.dedup.v1.ClaimOutcome;
+import dev.dedup.v1.ClaimResponse;
 import dev.dedup.v1.DedupGrpc;
 import dev.dedup.v1.ItemError;
 import dev.dedup.v1.StreamRequest;
@@ -121,9 +123,19 @@ final class StreamSession implements StreamObserver<StreamResponse> {
       }
       case CLAIM_BATCH -> {
         var items = r.getClaimBatch().getResultsList();
+        List<StreamCall> waiting = new ArrayList<>();
+        List<ClaimResponse> inProgress = new ArrayList<>();
         for (int i = 0; i < calls.size(); i++) {
-          deliverItem(calls.get(i), i < items.size() ? items.get(i) : null, i < items.size() && items.get(i).hasError() ? items.get(i).getError() : null);
+          StreamCall call = calls.get(i);
+          ClaimResponse item = i < items.size() ? items.get(i) : null;
+          if (item != null && !item.hasError() && item.getOutcome() == ClaimOutcome.CLAIM_OUTCOME_IN_PROGRESS && call.waitMs > 0) {
+            waiting.add(call); // its item went without the wait: the second step (ADR 0018)
+            inProgress.add(item);
+          } else {
+            deliverItem(call, item, item != null && item.hasError() ? item.getError() : null);
+          }
         }
+        mux.resumeWaits(waiting, inProgress);
       }
       case COMMIT_BATCH -> {
         var items = r.getCommitBatch().getResultsList();

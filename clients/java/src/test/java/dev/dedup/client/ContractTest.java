@@ -108,8 +108,11 @@ class ContractTest {
     vars.put("$id2", tag + UUID.randomUUID().toString().substring(0, 12));
     Map<String, Long> tokens = new ConcurrentHashMap<>();
     Map<String, Future<Result>> pending = new HashMap<>();
+    List<Map<String, Object>> steps = (List<Map<String, Object>>) scenario.get("steps");
+    StreamMux held = null; // its send lock is held while a run of async Claims queues up
+    int queuedBefore = 0;
     int i = 0;
-    for (Map<String, Object> step : (List<Map<String, Object>>) scenario.get("steps")) {
+    for (Map<String, Object> step : steps) {
       i++;
       String where = "step " + i + " (" + step.get("op") + ")";
       Map<String, Object> expect = (Map<String, Object>) step.getOrDefault("expect", Map.of());
@@ -122,12 +125,51 @@ class ContractTest {
         continue;
       }
       if (step.containsKey("async")) {
+        // Consecutive async Claims on the stream are started while the send lock is held, so they
+        // are pending together and go out as one ClaimBatch (ADR 0018), as under real concurrency.
+        StreamMux mux = client.mux();
+        boolean together = mux != null && asyncClaim(step) && i < steps.size() && asyncClaim(steps.get(i));
+        if (together && held == null) {
+          held = mux;
+          held.sendLock().lock();
+          queuedBefore = held.queued();
+        }
         pending.put(String.valueOf(step.get("async")), ASYNC.submit(() -> attempt(client, direct, step, vars, tokens)));
+        if (held != null && !together) {
+          releaseTogether(held, queuedBefore, countAsyncClaimsBefore(steps, i));
+          held = null;
+        }
         continue;
       }
       check(where, expect, attempt(client, direct, step, vars, tokens), tokens);
     }
     assertTrue(pending.isEmpty(), "async steps never joined: " + pending.keySet());
+  }
+
+  private static boolean asyncClaim(Map<String, Object> step) {
+    return step.containsKey("async") && "claim".equals(step.get("op")) && !Boolean.TRUE.equals(step.get("direct"));
+  }
+
+  /** How many async Claims end at step {@code end} (1-based), counting back. */
+  private static int countAsyncClaimsBefore(List<Map<String, Object>> steps, int end) {
+    int n = 0;
+    while (end - n - 1 >= 0 && asyncClaim(steps.get(end - n - 1))) {
+      n++;
+    }
+    return n;
+  }
+
+  /** Waits (bounded) until {@code n} more calls are queued on {@code mux}, then lets them go. */
+  private static void releaseTogether(StreamMux mux, int queuedBefore, int n) throws InterruptedException {
+    try {
+      long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+      while (mux.queued() < queuedBefore + n && System.nanoTime() < until) {
+        Thread.sleep(5); // poll interval of a bounded condition wait
+      }
+    } finally {
+      mux.sendLock().unlock();
+    }
+    mux.flushQueued();
   }
 
   private static Result attempt(

@@ -10,7 +10,9 @@ import dev.dedup.v1.CheckRequest;
 import dev.dedup.v1.CheckResponse;
 import dev.dedup.v1.ClaimOutcome;
 import dev.dedup.v1.ClaimRequest;
+import dev.dedup.v1.ClaimResponse;
 import dev.dedup.v1.RecordState;
+import dev.dedup.v1.StreamRequest;
 import io.grpc.Status;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -167,17 +169,106 @@ class StreamTransportTest {
     assertEquals(RecordState.RECORD_STATE_ABSENT, client.inspect(NS, id).getState());
   }
 
-  @Test
-  void claimsThatWaitAreNotCoalesced() throws Exception {
-    String id = freshId();
-    assertEquals(ClaimOutcome.CLAIM_OUTCOME_ACQUIRED, client.claim(NS, id).getOutcome());
-    List<java.util.concurrent.Callable<Object>> calls = new ArrayList<>();
-    for (int i = 0; i < 3; i++) {
-      calls.add(() -> client.claim(ClaimRequest.newBuilder().setNamespace(NS).setId(DedupClient.bytes(id)).setWaitMs(100).build()));
+  /** The Claim messages written while {@code body} runs (ADR 0018 framing). */
+  private static List<StreamRequest> claimMessagesWrittenDuring(java.util.concurrent.Callable<Void> body) throws Exception {
+    List<StreamRequest> written = java.util.Collections.synchronizedList(new ArrayList<>());
+    client.mux().observeSends(m -> {
+      if (m.hasClaim() || m.hasClaimBatch()) {
+        written.add(m);
+      }
+    });
+    try {
+      body.call();
+    } finally {
+      client.mux().observeSends(null);
     }
-    long before = client.mux().messagesSent();
-    List<Object> answers = queuedTogether(calls);
-    assertEquals(3, client.mux().messagesSent() - before);
-    answers.forEach(a -> assertEquals(ClaimOutcome.CLAIM_OUTCOME_IN_PROGRESS, ((dev.dedup.v1.ClaimResponse) a).getOutcome()));
+    synchronized (written) {
+      return List.copyOf(written);
+    }
+  }
+
+  private static ClaimRequest claimOf(String id, long waitMs) {
+    return ClaimRequest.newBuilder().setNamespace(NS).setId(DedupClient.bytes(id)).setWaitMs(waitMs).build();
+  }
+
+  @Test
+  void pendingWaitingClaimsGoOutAsOneClaimBatchWithoutWaitAndTheHeldOneWaitsAloneAfterwards() throws Exception {
+    String held = freshId();
+    String free = freshId();
+    long holder = client.claim(NS, held).getFencingToken();
+    List<Future<ClaimResponse>> answers = new ArrayList<>();
+    List<StreamRequest> written =
+        claimMessagesWrittenDuring(
+            () -> {
+              StreamMux mux = client.mux();
+              mux.sendLock().lock();
+              try {
+                answers.add(pool.submit(() -> client.claim(claimOf(held, 15_000))));
+                answers.add(pool.submit(() -> client.claim(claimOf(free, 15_000))));
+                long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+                while (mux.queued() < 2) {
+                  assertTrue(System.nanoTime() < until, "claims did not queue");
+                  Thread.sleep(5); // poll interval of a bounded condition wait
+                }
+              } finally {
+                mux.sendLock().unlock();
+              }
+              mux.flushQueued();
+              // The free id is answered while the held one still waits (it was not held back by it).
+              assertEquals(ClaimOutcome.CLAIM_OUTCOME_ACQUIRED, answers.get(1).get(30, TimeUnit.SECONDS).getOutcome());
+              assertTrue(!answers.get(0).isDone(), "the held claim waits for its holder");
+              client.commit(NS, held, holder);
+              // Its second attempt (written before it can be answered) sees the commit.
+              assertEquals(ClaimOutcome.CLAIM_OUTCOME_DUPLICATE, answers.get(0).get(30, TimeUnit.SECONDS).getOutcome());
+              return null;
+            });
+    assertEquals(2, written.size(), "one ClaimBatch, then the held claim alone: " + written);
+    assertTrue(written.get(0).hasClaimBatch(), "the two pending waiting claims share one message");
+    assertEquals(List.of(0L, 0L), written.get(0).getClaimBatch().getItemsList().stream().map(ClaimRequest::getWaitMs).toList());
+    ClaimRequest again = written.get(1).getClaim();
+    assertEquals(DedupClient.bytes(held), again.getId());
+    assertTrue(again.getWaitMs() > 0 && again.getWaitMs() <= 15_000, "the rest of its wait: " + again.getWaitMs());
+  }
+
+  @Test
+  void anInProgressItemIsDeliveredWhenItsCallDidNotWaitOrHasNoWaitLeft() throws Exception {
+    String held = freshId();
+    long holder = client.claim(NS, held).getFencingToken();
+    List<Object> answers = new ArrayList<>();
+    List<StreamRequest> written =
+        claimMessagesWrittenDuring(
+            () -> {
+              // No wait; a wait of 1 ms (always over once its batch is answered); a wait of 300 ms.
+              answers.addAll(
+                  queuedTogether(
+                      List.of(
+                          () -> client.claim(claimOf(held, 0)),
+                          () -> client.claim(claimOf(held, 1)),
+                          () -> client.claim(claimOf(held, 300)))));
+              return null;
+            });
+    answers.forEach(a -> assertEquals(ClaimOutcome.CLAIM_OUTCOME_IN_PROGRESS, ((ClaimResponse) a).getOutcome()));
+    assertEquals(2, written.size(), "one ClaimBatch, then only the 300 ms claim again: " + written);
+    assertEquals(List.of(0L, 0L, 0L), written.get(0).getClaimBatch().getItemsList().stream().map(ClaimRequest::getWaitMs).toList());
+    long rest = written.get(1).getClaim().getWaitMs();
+    assertTrue(rest > 0 && rest <= 300, "the rest of its wait: " + rest);
+    client.release(NS, held, holder);
+  }
+
+  @Test
+  void aWaitingClaimAloneGoesOutWithItsWait() throws Exception {
+    String held = freshId();
+    long holder = client.claim(NS, held).getFencingToken();
+    List<Object> answers = new ArrayList<>();
+    List<StreamRequest> written =
+        claimMessagesWrittenDuring(
+            () -> {
+              answers.add(client.claim(claimOf(held, 200)));
+              return null;
+            });
+    assertEquals(ClaimOutcome.CLAIM_OUTCOME_IN_PROGRESS, ((ClaimResponse) answers.get(0)).getOutcome());
+    assertEquals(1, written.size(), "one round trip: " + written);
+    assertEquals(200, written.get(0).getClaim().getWaitMs());
+    client.release(NS, held, holder);
   }
 }
