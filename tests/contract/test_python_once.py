@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dedup_client import (
@@ -225,10 +226,38 @@ def test_decorator_and_context_manager(client: DedupClient) -> None:
     assert again.outcome.stored_result == b"stored"
 
 
-def test_heartbeat_thread_stops(client: DedupClient) -> None:
-    before = {t.name for t in threading.enumerate()}
-    EffectivelyOnce(client, NS, renew_every_ms=10).run(fresh_id(), lambda lease: None)
-    assert "dedup-renew" not in {t.name for t in threading.enumerate()} - before
+class CountingClient(DedupClient):
+    """Counts the Renew calls made for each id."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.renewed: dict[str, int] = {}
+
+    def renew(self, namespace: str, id: bytes | str, fencing_token: int, **kwargs: Any) -> Any:
+        key = id if isinstance(id, str) else id.decode()
+        self.renewed[key] = self.renewed.get(key, 0) + 1
+        return super().renew(namespace, id, fencing_token, **kwargs)
+
+
+def _renew_thread_ends() -> None:
+    wait_until(lambda: "dedup-renew" not in {t.name for t in threading.enumerate()}, timeout_s=10)
+
+
+def test_renewals_stop_with_the_call(contract_harness: Harness) -> None:
+    """The lease is renewed while the handler runs and never after the call returned."""
+    with CountingClient(contract_harness.target) as counting:
+        once = EffectivelyOnce(counting, NS, renew_every_ms=10)
+        id = fresh_id()
+
+        def handler(lease: Lease) -> None:
+            wait_until(lambda: counting.renewed.get(id, 0) >= 3)
+
+        assert once.run(id, handler).status is Status.PROCESSED
+        after = counting.renewed[id]
+        other = fresh_id()  # a later message's renewals run on the same thread, beside nothing of `id`'s
+        once.run(other, lambda lease: wait_until(lambda: counting.renewed.get(other, 0) >= 3))
+        assert counting.renewed[id] == after
+    _renew_thread_ends()  # the helper's one renewing thread ends when it has nothing to renew
 
 
 async def test_asyncio_helper(contract_harness: Harness) -> None:
@@ -334,15 +363,22 @@ def test_unreachable_past_the_lease_raises_commit_not_recorded(contract_harness:
         wait_until(lambda: direct.inspect(NS, id).state is RecordState.ABSENT)  # not released: it expired
 
 
-def test_no_heartbeat_outlives_a_failing_handler(client: DedupClient) -> None:
-    before = set(threading.enumerate())
+def test_no_renewal_outlives_a_failing_handler(contract_harness: Harness) -> None:
+    with CountingClient(contract_harness.target) as counting:
+        id = fresh_id()
 
-    def failing(lease: Lease) -> None:
-        raise KeyError("boom")
+        def failing(lease: Lease) -> None:
+            wait_until(lambda: counting.renewed.get(id, 0) >= 2)
+            raise KeyError("boom")
 
-    with pytest.raises(KeyError):
-        EffectivelyOnce(client, NS, renew_every_ms=5).run(fresh_id(), failing)
-    assert not [t for t in set(threading.enumerate()) - before if t.name == "dedup-renew"]
+        once = EffectivelyOnce(counting, NS, renew_every_ms=5)
+        with pytest.raises(KeyError):
+            once.run(id, failing)
+        after = counting.renewed[id]
+        other = fresh_id()
+        once.run(other, lambda lease: wait_until(lambda: counting.renewed.get(other, 0) >= 3))
+        assert counting.renewed[id] == after
+    _renew_thread_ends()
 
 
 async def test_asyncio_lease_sees_loss_and_ensure_fails(contract_harness: Harness) -> None:

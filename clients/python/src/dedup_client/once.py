@@ -7,13 +7,13 @@
 
 1. Claim waits up to `wait_ms` (default 5 s) for another holder of the id.
 2. The handler gets a `Lease` (token, `lost`, `ensure()`), renewed every third of it
-   from a background thread.
+   from a background thread (one per helper, for all its leases: renewals.py).
 3. A handler exception means "before the effect": the lease is released and the
    exception propagates (nack).
 4. After the handler returned the helper never releases: it commits, retrying an
    unreachable sidecar for as long as the lease lasts; on LEASE_LOST it re-claims
    once (ACQUIRED -> commit -> PROCESSED; otherwise LEASE_LOST).
-5. The heartbeat thread is stopped before the call returns, whatever happened.
+5. The lease's renewals are stopped before the call returns, whatever happened.
 Also a decorator (`@once.handler`) and a context manager (`with once.attempt(id) as attempt:`).
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ from dedup_client.client import DedupClient
 from dedup_client.errors import DeadlineExceededError, DedupError, UnavailableError
 from dedup_client.lease import Lease
 from dedup_client.outcome import Action, Outcome, Status, not_acquired, renew_interval_s
+from dedup_client.renewals import Renewals
 from dedup_client.results import ClaimResult, CommitOutcome
 
 T = TypeVar("T")
@@ -57,32 +57,6 @@ class CommitBackoff:
 
 def not_recorded(err: DedupError) -> UnavailableError:
     return UnavailableError(err.code, f"effect applied, commit not recorded (lease ended): {err.message}")
-
-
-class _Heartbeat:
-    """Renews one lease from a daemon thread until stopped or the lease is lost."""
-
-    def __init__(self, lease: Lease, interval_s: float) -> None:
-        self._lease = lease
-        self._interval_s = interval_s
-        # a renewal that hangs (a frozen sidecar) must not hold up the next one, nor stop()
-        self._renew_timeout_s = max(0.5, min(interval_s, 5.0))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dedup-renew", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                if not self._lease.renew(timeout=self._renew_timeout_s):
-                    return
-            except DedupError as err:  # keep trying until the lease ends; the commit will tell
-                log.warning("dedup: lease renewal failed: %s", err)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
 
 
 class Attempt:
@@ -147,6 +121,7 @@ class EffectivelyOnce:
         self.wait_ms = wait_ms
         self.window_ms = window_ms
         self._interval_s = renew_interval_s(lease_ms, renew_every_ms)
+        self._renewals = Renewals()
 
     @contextmanager
     def attempt(self, id: bytes | str, *, fingerprint: bytes | str | None = None) -> Iterator[Attempt]:
@@ -165,17 +140,17 @@ class EffectivelyOnce:
             return
         lease = Lease(self.client, self.namespace, id, claim.fencing_token, self.lease_ms, sent_at)
         attempt = Attempt(claim, lease)
-        heartbeat = _Heartbeat(lease, self._interval_s)
+        renewal = self._renewals.start(lambda timeout_s: lease.renew(timeout=timeout_s), self._interval_s)
         try:
             try:
                 yield attempt
             except BaseException:
-                heartbeat.stop()
+                self._renewals.stop(renewal)
                 self._release(lease)
                 raise
             attempt._outcome = self._commit(lease, fingerprint, attempt.result)  # renewing meanwhile
         finally:
-            heartbeat.stop()
+            self._renewals.stop(renewal)
 
     def _release(self, lease: Lease) -> None:
         try:

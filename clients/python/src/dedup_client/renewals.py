@@ -1,0 +1,118 @@
+"""The sync helper's lease renewals: one daemon thread per helper renews every lease it holds.
+
+A thread per lease cost each message a thread start and join (tens of µs of CPU and a few
+hundred µs of wall time on a busy machine, in a consumer that handles one message at a
+time). Here a helper's leases wait in one heap ordered by when they are next due; the
+thread renews each due lease (a blocking call bounded by the lease's renew timeout) and
+puts it back until the lease is lost or stopped. The thread starts with the first lease
+and ends after `idle_exit_s` without any.
+
+`stop(renewal)` returns once no renewal of that lease is running or will run: it waits only
+if that very lease is being renewed at that moment (at most its renew timeout).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from dedup_client.errors import DedupError
+
+log = logging.getLogger("dedup_client")
+
+IDLE_EXIT_S = 1.0
+
+Renew = Callable[[float], bool]  # renew(timeout_s) -> False once the lease is lost
+
+
+class Renewal:
+    """One lease on the schedule."""
+
+    __slots__ = ("interval_s", "renew", "running", "stopped", "timeout_s")
+
+    def __init__(self, renew: Renew, interval_s: float) -> None:
+        self.renew = renew
+        self.interval_s = interval_s
+        # a renewal that hangs (a frozen sidecar) must not outlast the next one's turn by much
+        self.timeout_s = max(0.5, min(interval_s, 5.0))
+        self.running = False
+        self.stopped = False
+
+
+class Renewals:
+    """Renews leases, each every its interval, from one daemon thread. Thread-safe."""
+
+    def __init__(self, idle_exit_s: float = IDLE_EXIT_S) -> None:
+        self._idle_exit_s = idle_exit_s
+        self._changed = threading.Condition()
+        self._due: list[tuple[float, int, Renewal]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def start(self, renew: Renew, interval_s: float) -> Renewal:
+        """Schedules `renew` every `interval_s`, the first one `interval_s` from now."""
+        renewal = Renewal(renew, interval_s)
+        with self._changed:
+            heapq.heappush(self._due, (time.monotonic() + interval_s, next(self._order), renewal))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="dedup-renew", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        return renewal
+
+    def stop(self, renewal: Renewal) -> None:
+        """No renewal of this lease runs after this returns (called from the renewing thread: at once)."""
+        with self._changed:
+            renewal.stopped = True
+            self._changed.notify_all()  # the thread may be waiting for this one's turn: it re-plans
+            while renewal.running and threading.current_thread() is not self._thread:
+                self._changed.wait()
+
+    @property
+    def running(self) -> bool:
+        """Whether the renewing thread is alive (for tests: it ends when idle)."""
+        with self._changed:
+            return self._thread is not None
+
+    def _next(self) -> Renewal | None:
+        """The next due renewal, marked running; None when idle for idle_exit_s. Holds the lock."""
+        idle_since = time.monotonic()
+        while True:
+            while self._due and self._due[0][2].stopped:
+                heapq.heappop(self._due)
+            now = time.monotonic()
+            if not self._due:
+                if now - idle_since >= self._idle_exit_s:
+                    self._thread = None
+                    return None
+                self._changed.wait(self._idle_exit_s - (now - idle_since))
+                continue
+            due, _, renewal = self._due[0]
+            if due > now:
+                self._changed.wait(due - now)
+                continue
+            heapq.heappop(self._due)
+            renewal.running = True
+            return renewal
+
+    def _run(self) -> None:
+        with self._changed:
+            while (renewal := self._next()) is not None:
+                self._changed.release()
+                keep = True
+                try:
+                    keep = renewal.renew(renewal.timeout_s)
+                except DedupError as err:  # keep trying until the lease ends; the commit will tell
+                    log.warning("dedup: lease renewal failed: %s", err)
+                except Exception:  # never let one lease end the thread every other lease relies on
+                    log.exception("dedup: lease renewal raised")
+                finally:
+                    self._changed.acquire()
+                renewal.running = False
+                if keep and not renewal.stopped:
+                    heapq.heappush(self._due, (time.monotonic() + renewal.interval_s, next(self._order), renewal))
+                self._changed.notify_all()
