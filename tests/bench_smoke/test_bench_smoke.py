@@ -57,3 +57,18 @@ def test_smoke_run_reports_every_case(tmp_path: Path) -> None:
     assert memory["check"]["value_bytes"] < memory["claim_commit"]["value_bytes"]  # the compact record
     assert "| target |" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # docs/performance.md's three-run table, from this run given twice
+    table = subprocess.run(
+        [sys.executable, "-m", "bench.runs_table", str(tmp_path), str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "| target | wanted | run 1 | run 2 | met |" in table
+    for target in results["ratios"]["targets"]:
+        assert f"| {target['target']} |" in table
+    for name in results["cases"]:
+        assert f"| {name} |" in table
