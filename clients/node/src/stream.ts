@@ -337,8 +337,9 @@ function batchRequest(calls: Call[]): pb.StreamRequest["request"] {
     case "check":
       return { $case: "checkBatch", value: { items: calls.map((c) => c.req as pb.CheckRequest) } };
     case "claim":
-      // Every item without a wait: a batch answers when its slowest item does (ADR 0018).
-      return { $case: "claimBatch", value: { items: calls.map((c) => ({ ...(c.req as pb.ClaimRequest), waitMs: 0n })) } };
+      // No item waits: a batch answers when its slowest item does (ADR 0018). A
+      // negative wait_ms is sent as is, so the sidecar still refuses it.
+      return { $case: "claimBatch", value: { items: calls.map((c) => (waits(c) ? { ...(c.req as pb.ClaimRequest), waitMs: 0n } : c.req) as pb.ClaimRequest) } };
     case "commit":
       return { $case: "commitBatch", value: { items: calls.map((c) => c.req as pb.CommitRequest) } };
     default:

@@ -291,6 +291,27 @@ test("a waiting Claim alone in its namespace keeps its wait_ms; a coalesced one 
   );
 });
 
+test("a negative wait_ms in a coalesced ClaimBatch is sent as is: the refused batch is split and only that call fails", async () => {
+  const { client, messages } = await serve((m, call) => {
+    const r = m.request;
+    const bad = { code: Status.INVALID_ARGUMENT, message: "wait_ms", fieldViolations: [{ field: "wait_ms", description: "negative" }] };
+    if (r?.$case === "claimBatch" && r.value.items.some((i) => i.waitMs < 0n)) {
+      call.write({ correlationId: m.correlationId, response: { $case: "error", value: { ...bad, fieldViolations: [{ field: "items[1].wait_ms", description: "negative" }] } } });
+    } else if (r?.$case === "claim") {
+      const response = r.value.waitMs < 0n ? { $case: "error" as const, value: bad } : { $case: "claim" as const, value: ACQUIRED(8n) };
+      call.write({ correlationId: m.correlationId, response });
+    }
+  });
+  const [good, negative] = await Promise.allSettled([
+    client.claim({ namespace: "ns", id: "a", waitMs: 5000 }, { deadlineMs: 30000 }),
+    client.claim({ namespace: "ns", id: "b", waitMs: -1 }, { deadlineMs: 30000 }),
+  ]);
+  assert.equal(good.status === "fulfilled" && good.value.token, 8n);
+  assert.ok(negative.status === "rejected" && negative.reason instanceof DedupError && negative.reason.fieldViolations[0].field === "wait_ms");
+  const sent = messages.map((m) => m.request).map((r) => (r?.$case === "claimBatch" ? r.value.items.map((i) => i.waitMs) : r?.$case === "claim" ? r.value.waitMs : undefined));
+  assert.deepEqual(sent, [[0n, -1n], 5000n, -1n]);
+});
+
 test("close() fails calls not yet sent with CANCELLED and opens no stream", async () => {
   const { client, messages } = await serve(() => undefined);
   const pending = client.check(item);
