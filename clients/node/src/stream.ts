@@ -3,7 +3,11 @@
 // Commit, Release and Renew, each message with its own correlation id. Calls
 // of one kind pending at the same moment (issued within one turn of the event
 // loop) go out as one CheckBatch/ClaimBatch/CommitBatch message of up to 100
-// items. Deadlines and cancellation are per call and the client's: a call
+// items. Waiting Claims are coalesced in two steps (docs/adr/0018): a Claim
+// that shares the moment with another Claim of its namespace goes in the
+// ClaimBatch with wait_ms 0, and if it is answered IN_PROGRESS it is sent again
+// alone with the rest of its wait; a waiting Claim alone in its namespace goes
+// with its wait_ms. Deadlines and cancellation are per call and the client's: a call
 // that gives up fails at once and its late answer is dropped (a late ACQUIRED
 // is released). A broken stream fails every call in flight with UNAVAILABLE
 // (the client retries them under its usual rules) and the next call opens a
@@ -56,6 +60,8 @@ interface Call {
 interface InFlight {
   batch: boolean;
   calls: Call[];
+  /** When the message was written (performance.now()): the start of a coalesced Claim's wait. */
+  sentAt: number;
 }
 
 type Duplex = ClientDuplexStream<pb.StreamRequest, pb.StreamResponse>;
@@ -157,12 +163,20 @@ export class StreamTransport {
       return;
     }
     const stream = this.open();
+    const claimsPerNamespace = new Map<string, number>();
+    for (const c of pending) {
+      if (c.kind === "claim") {
+        const ns = (c.req as pb.ClaimRequest).namespace;
+        claimsPerNamespace.set(ns, (claimsPerNamespace.get(ns) ?? 0) + 1);
+      }
+    }
     const byKind = new Map<StreamKind, Call[]>();
     for (const c of pending) {
-      // A waiting claim goes alone: it would hold every other item of a batch.
-      const key = c.kind === "claim" && (c.req as pb.ClaimRequest).waitMs !== 0n ? undefined : c.kind;
-      if (key === undefined || key === "release" || key === "renew") this.write(stream, [c], false);
-      else byKind.set(key, [...(byKind.get(key) ?? []), c]);
+      // A waiting Claim alone in its namespace goes alone, with its wait_ms
+      // (one round trip); with others it is coalesced (ADR 0018).
+      const alone = waits(c) && claimsPerNamespace.get((c.req as pb.ClaimRequest).namespace) === 1;
+      if (alone || c.kind === "release" || c.kind === "renew") this.write(stream, [c], false);
+      else byKind.set(c.kind, [...(byKind.get(c.kind) ?? []), c]);
     }
     for (const calls of byKind.values()) {
       for (let i = 0; i < calls.length; i += MAX_COALESCED) {
@@ -172,10 +186,21 @@ export class StreamTransport {
     }
   }
 
-  private write(stream: Duplex, calls: Call[], batch: boolean): void {
+  /**
+   * Writes one message: a batch of `calls` (a waiting Claim's item with
+   * wait_ms 0, ADR 0018) or the one call alone with `req` (default: its own).
+   */
+  private write(stream: Duplex, calls: Call[], batch: boolean, req?: StreamOps[StreamKind][0]): void {
     const correlationId = this.nextId++;
-    this.inFlight.set(correlationId, { batch, calls });
-    stream.write({ correlationId, request: batch ? batchRequest(calls) : single(calls[0]) });
+    this.inFlight.set(correlationId, { batch, calls, sentAt: performance.now() });
+    stream.write({ correlationId, request: batch ? batchRequest(calls) : single(calls[0].kind, req ?? calls[0].req) });
+  }
+
+  /** Sends a call of a batch again, alone and never coalesced (a refused batch, a coalesced Claim still to wait). */
+  private resendAlone(c: Call, req?: StreamOps[StreamKind][0]): boolean {
+    if (this.call === undefined) return false;
+    this.write(this.call, [c], false, req);
+    return true;
   }
 
   private open(): Duplex {
@@ -217,7 +242,7 @@ export class StreamTransport {
     if (r?.$case === "error") {
       const err = itemError(r.value);
       if (entry.batch && REFUSED_BEFORE_WORK.has(r.value.code) && this.call !== undefined) {
-        for (const c of entry.calls.filter((x) => !x.settled)) this.write(this.call, [c], false);
+        for (const c of entry.calls.filter((x) => !x.settled)) this.resendAlone(c);
         return;
       }
       if (!entry.batch && r.value.code === Status.UNIMPLEMENTED) {
@@ -239,8 +264,24 @@ export class StreamTransport {
       if (result === undefined) return settle(c, new DedupError(Status.INTERNAL, "batch answered fewer items than sent"));
       if (result.error !== undefined && result.error.code !== 0) return settle(c, itemError(result.error));
       if (c.settled) return this.abandoned(c, result);
+      if (entry.batch && this.waitRest(c, result, entry.sentAt)) return;
       settle(c, undefined, result as StreamOps[StreamKind][1]);
     });
+  }
+
+  /**
+   * ADR 0018, second step: a waiting Claim coalesced with wait_ms 0 and answered
+   * IN_PROGRESS is sent again alone with what is left of its wait_ms. False (the
+   * answer stands) when it did not ask to wait, the answer is not IN_PROGRESS,
+   * or nothing of the wait is left.
+   */
+  private waitRest(c: Call, result: unknown, sentAt: number): boolean {
+    if (c.kind !== "claim" || !waits(c)) return false;
+    if ((result as pb.ClaimResponse).outcome !== pb.ClaimOutcome.CLAIM_OUTCOME_IN_PROGRESS) return false;
+    const req = c.req as pb.ClaimRequest;
+    const rest = req.waitMs - BigInt(Math.floor(performance.now() - sentAt));
+    if (rest <= 0n) return false;
+    return this.resendAlone(c, { ...req, waitMs: rest });
   }
 
   /** A late answer to a call that gave up: an ACQUIRED nobody will use is released. */
@@ -271,18 +312,23 @@ function itemError(e: pb.ItemError): DedupError {
   return new DedupError(e.code, e.message, e.fieldViolations.map((v) => ({ field: v.field, description: v.description })));
 }
 
-function single(c: Call): pb.StreamRequest["request"] {
-  switch (c.kind) {
+/** A Claim that asked to wait for another holder (wait_ms > 0). */
+function waits(c: Call): boolean {
+  return c.kind === "claim" && (c.req as pb.ClaimRequest).waitMs > 0n;
+}
+
+function single(kind: StreamKind, req: StreamOps[StreamKind][0]): pb.StreamRequest["request"] {
+  switch (kind) {
     case "check":
-      return { $case: "check", value: c.req as pb.CheckRequest };
+      return { $case: "check", value: req as pb.CheckRequest };
     case "claim":
-      return { $case: "claim", value: c.req as pb.ClaimRequest };
+      return { $case: "claim", value: req as pb.ClaimRequest };
     case "commit":
-      return { $case: "commit", value: c.req as pb.CommitRequest };
+      return { $case: "commit", value: req as pb.CommitRequest };
     case "release":
-      return { $case: "release", value: c.req as pb.ReleaseRequest };
+      return { $case: "release", value: req as pb.ReleaseRequest };
     case "renew":
-      return { $case: "renew", value: c.req as pb.RenewRequest };
+      return { $case: "renew", value: req as pb.RenewRequest };
   }
 }
 
@@ -291,7 +337,9 @@ function batchRequest(calls: Call[]): pb.StreamRequest["request"] {
     case "check":
       return { $case: "checkBatch", value: { items: calls.map((c) => c.req as pb.CheckRequest) } };
     case "claim":
-      return { $case: "claimBatch", value: { items: calls.map((c) => c.req as pb.ClaimRequest) } };
+      // No item waits: a batch answers when its slowest item does (ADR 0018). A
+      // negative wait_ms is sent as is, so the sidecar still refuses it.
+      return { $case: "claimBatch", value: { items: calls.map((c) => (waits(c) ? { ...(c.req as pb.ClaimRequest), waitMs: 0n } : c.req) as pb.ClaimRequest) } };
     case "commit":
       return { $case: "commitBatch", value: { items: calls.map((c) => c.req as pb.CommitRequest) } };
     default:

@@ -1,5 +1,5 @@
 // The stream transport against scripted in-process servers (no sidecar):
-// coalescing, per-message errors, a batch refused as a whole, a broken stream
+// coalescing (waiting Claims in two steps, ADR 0018), per-message errors, a batch refused as a whole, a broken stream
 // (retried except Check), UNIMPLEMENTED (unary fallback), deadlines with a
 // late ACQUIRED released, and a long wait_ms routed over a unary call.
 import { strict as assert } from "node:assert";
@@ -188,6 +188,128 @@ test("a Claim whose wait_ms reaches past the deadline goes unary (the server end
   assert.equal(messages.length, 1);
   const sent = messages[0].request;
   assert.equal(sent?.$case === "claim" && sent.value.waitMs, 500n);
+});
+
+const IN_PROGRESS = pb.ClaimResponse.fromPartial({ outcome: pb.ClaimOutcome.CLAIM_OUTCOME_IN_PROGRESS, retryAfterMs: 100n });
+const DUPLICATE = pb.ClaimResponse.fromPartial({ outcome: pb.ClaimOutcome.CLAIM_OUTCOME_DUPLICATE });
+
+test("pending waiting Claims go out as one ClaimBatch with wait_ms 0; a waiting IN_PROGRESS is sent again alone with the rest of its wait", async () => {
+  const { client, messages } = await serve((m, call) => {
+    const r = m.request;
+    if (r?.$case === "claimBatch") {
+      const results = r.value.items.map((i) => (i.id.toString() === "free" ? ACQUIRED(6n) : IN_PROGRESS));
+      call.write({ correlationId: m.correlationId, response: { $case: "claimBatch", value: { results } } });
+    } else if (r?.$case === "claim") {
+      call.write({ correlationId: m.correlationId, response: { $case: "claim", value: DUPLICATE } });
+    }
+  });
+  const [held, free, noWait] = await Promise.all([
+    client.claim({ namespace: "ns", id: "held", waitMs: 5000 }, { deadlineMs: 30000 }),
+    client.claim({ namespace: "ns", id: "free", waitMs: 5000 }, { deadlineMs: 30000 }),
+    client.claim({ namespace: "ns", id: "busy" }, { deadlineMs: 30000 }),
+  ]);
+  assert.equal(held.outcome, "DUPLICATE");
+  assert.equal(free.outcome, "ACQUIRED");
+  assert.equal(free.token, 6n);
+  assert.equal(noWait.outcome, "IN_PROGRESS", "a Claim that did not ask to wait gets its IN_PROGRESS");
+  assert.deepEqual(
+    messages.map((m) => m.request?.$case),
+    ["claimBatch", "claim"],
+  );
+  const batch = messages[0].request;
+  assert.ok(batch?.$case === "claimBatch");
+  assert.deepEqual(
+    batch.value.items.map((i) => [i.id.toString(), i.waitMs]),
+    [
+      ["held", 0n],
+      ["free", 0n],
+      ["busy", 0n],
+    ],
+  );
+  const again = messages[1].request;
+  assert.ok(again?.$case === "claim");
+  assert.equal(again.value.id.toString(), "held");
+  assert.ok(again.value.waitMs > 0n && again.value.waitMs <= 5000n, `rest of the wait ${again.value.waitMs}`);
+});
+
+test("a coalesced waiting Claim answered IN_PROGRESS after its whole wait has passed gets IN_PROGRESS", async () => {
+  const { client, messages } = await serve((m, call) => {
+    const r = m.request;
+    if (r?.$case !== "claimBatch") return;
+    const answer = () => call.write({ correlationId: m.correlationId, response: { $case: "claimBatch", value: { results: r.value.items.map(() => IN_PROGRESS) } } });
+    setTimeout(answer, 50); // the batch's answer comes after the 1 ms wait is over
+  });
+  const results = await Promise.all([
+    client.claim({ namespace: "ns", id: "a", waitMs: 1 }, { deadlineMs: 30000 }),
+    client.claim({ namespace: "ns", id: "b", waitMs: 1 }, { deadlineMs: 30000 }),
+  ]);
+  assert.deepEqual(
+    results.map((r) => r.outcome),
+    ["IN_PROGRESS", "IN_PROGRESS"],
+  );
+  assert.deepEqual(
+    messages.map((m) => m.request?.$case),
+    ["claimBatch"],
+  );
+});
+
+test("a waiting Claim alone in its namespace keeps its wait_ms; a coalesced one abandoned meanwhile is not sent again", async () => {
+  let onBatch: (answer: () => void) => void = () => undefined;
+  const batchSeen = new Promise<() => void>((resolve) => (onBatch = resolve));
+  const { client, messages } = await serve((m, call) => {
+    const r = m.request;
+    if (r?.$case === "claim") call.write({ correlationId: m.correlationId, response: { $case: "claim", value: ACQUIRED(2n) } });
+    if (r?.$case === "claimBatch") {
+      onBatch(() => call.write({ correlationId: m.correlationId, response: { $case: "claimBatch", value: { results: r.value.items.map(() => IN_PROGRESS) } } }));
+    }
+    if (r?.$case === "check") call.write({ correlationId: m.correlationId, response: { $case: "check", value: NEW } });
+  });
+  const [alone, other] = await Promise.all([
+    client.claim({ namespace: "ns", id: "a", waitMs: 700 }, { deadlineMs: 30000 }),
+    client.claim({ namespace: "other", id: "b" }, { deadlineMs: 30000 }),
+  ]);
+  assert.deepEqual([alone.token, other.token], [2n, 2n]);
+  const sent = messages.map((m) => (m.request?.$case === "claim" ? [m.request.value.id.toString(), m.request.value.waitMs] : undefined));
+  assert.deepEqual(sent, [
+    ["a", 700n],
+    ["b", 0n],
+  ]);
+  const controller = new AbortController();
+  const pending = Promise.allSettled([
+    client.claim({ namespace: "ns", id: "x", waitMs: 5000 }, { deadlineMs: 30000, signal: controller.signal }),
+    client.claim({ namespace: "ns", id: "y", waitMs: 5000 }, { deadlineMs: 30000, signal: controller.signal }),
+  ]);
+  const answerBatch = await batchSeen; // the two waiting Claims went out as one ClaimBatch
+  controller.abort();
+  const abandoned = await pending;
+  assert.ok(abandoned.every((r) => r.status === "rejected" && r.reason instanceof DedupError && r.reason.codeName === "CANCELLED"));
+  answerBatch();
+  assert.equal((await client.check(item)).outcome, "NEW"); // answered after the batch: its answer was handled
+  assert.deepEqual(
+    messages.slice(2).map((m) => m.request?.$case),
+    ["claimBatch", "check"],
+  );
+});
+
+test("a negative wait_ms in a coalesced ClaimBatch is sent as is: the refused batch is split and only that call fails", async () => {
+  const { client, messages } = await serve((m, call) => {
+    const r = m.request;
+    const bad = { code: Status.INVALID_ARGUMENT, message: "wait_ms", fieldViolations: [{ field: "wait_ms", description: "negative" }] };
+    if (r?.$case === "claimBatch" && r.value.items.some((i) => i.waitMs < 0n)) {
+      call.write({ correlationId: m.correlationId, response: { $case: "error", value: { ...bad, fieldViolations: [{ field: "items[1].wait_ms", description: "negative" }] } } });
+    } else if (r?.$case === "claim") {
+      const response = r.value.waitMs < 0n ? { $case: "error" as const, value: bad } : { $case: "claim" as const, value: ACQUIRED(8n) };
+      call.write({ correlationId: m.correlationId, response });
+    }
+  });
+  const [good, negative] = await Promise.allSettled([
+    client.claim({ namespace: "ns", id: "a", waitMs: 5000 }, { deadlineMs: 30000 }),
+    client.claim({ namespace: "ns", id: "b", waitMs: -1 }, { deadlineMs: 30000 }),
+  ]);
+  assert.equal(good.status === "fulfilled" && good.value.token, 8n);
+  assert.ok(negative.status === "rejected" && negative.reason instanceof DedupError && negative.reason.fieldViolations[0].field === "wait_ms");
+  const sent = messages.map((m) => m.request).map((r) => (r?.$case === "claimBatch" ? r.value.items.map((i) => i.waitMs) : r?.$case === "claim" ? r.value.waitMs : undefined));
+  assert.deepEqual(sent, [[0n, -1n], 5000n, -1n]);
 });
 
 test("close() fails calls not yet sent with CANCELLED and opens no stream", async () => {
