@@ -139,6 +139,8 @@ class DedupServicer(dedup_pb2_grpc.DedupServicer):
     ) -> pb.ClaimBatchResponse:
         reqs = [convert.claim_request(item) for item in m.items]
         limit = None if context is None else self._wait_limit(context)
+        if m.answer_at_once:  # wait_ms is validated, nothing waits (ADR 0018)
+            limit = 0.0
         results = await self._batch(
             context, self._service.claim_batch(reqs, timeout_s=budget_s, trace=current_trace(), wait_limit_s=limit)
         )

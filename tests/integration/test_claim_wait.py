@@ -320,3 +320,35 @@ async def test_a_stream_claim_batch_waits_per_item(sidecar: RunningSidecar) -> N
     assert [r.outcome for r in response.claim_batch.results] == [pb.CLAIM_OUTCOME_ACQUIRED] * 2
     assert response.claim_batch.results[0].fencing_token > holder.fencing_token
     await outgoing.put(None)
+
+
+async def test_an_answer_at_once_batch_validates_wait_ms_and_does_not_wait(redis_server: RedisProcess) -> None:
+    """ADR 0018: a client coalescing waiting Claims asks for every answer at once; wait_ms is still checked."""
+    async with running_sidecar(redis_server.url) as sc:
+        holder = await sc.stub.Claim(claim(b"ao1", lease_ms=60_000))
+        batch = pb.ClaimBatchRequest(items=[claim(b"ao1", wait_ms=20_000), claim(b"ao2", wait_ms=20_000)])
+        batch.answer_at_once = True
+        unary = await sc.stub.ClaimBatch(batch, timeout=30)
+        streamed = await _over_stream(sc, batch)  # ao2 is now held by the unary batch's claim
+        for answer, free_outcome in ((unary, pb.CLAIM_OUTCOME_ACQUIRED), (streamed, pb.CLAIM_OUTCOME_IN_PROGRESS)):
+            held, free = answer.results
+            assert held.outcome == pb.CLAIM_OUTCOME_IN_PROGRESS
+            assert held.retry_after_ms > 50_000  # the holder's lease, not waited for
+            assert free.outcome == free_outcome
+        assert sc.waiters._by_key == {}
+        assert holder.outcome == pb.CLAIM_OUTCOME_ACQUIRED
+
+        too_long = pb.ClaimBatchRequest(items=[claim(b"ao3", wait_ms=10_000_000)], answer_at_once=True)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await sc.stub.ClaimBatch(too_long, timeout=30)
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(refused.value) == ["items[0].wait_ms"]
+
+
+async def _over_stream(sc: RunningSidecar, batch: pb.ClaimBatchRequest) -> pb.ClaimBatchResponse:
+    stream = sc.stub.Stream(timeout=30)
+    await stream.write(pb.StreamRequest(correlation_id=1, claim_batch=batch))
+    response = await stream.read()
+    await stream.done_writing()
+    assert response.correlation_id == 1
+    return response.claim_batch

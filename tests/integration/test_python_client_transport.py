@@ -200,7 +200,8 @@ class StreamScript(Scripted):
     """Answers Stream messages like the sidecar would, and records what it was sent.
 
     id "hold": the answer waits until `hold` is set (then ACQUIRED, token 99).
-    id "busy": a Claim without wait_ms is IN_PROGRESS; one with wait_ms is ACQUIRED, token 42 (woken).
+    id "busy": a Claim that may not wait (wait_ms 0, or in an answer_at_once batch) is IN_PROGRESS;
+    one that waits is ACQUIRED, token 42 (woken).
     id "break": the stream fails with UNAVAILABLE (the connection dropped).
     an empty id: the message (a whole batch) is answered with an INVALID_ARGUMENT error.
     namespace "bad": the message is answered with an INVALID_ARGUMENT error.
@@ -212,10 +213,11 @@ class StreamScript(Scripted):
         self.batch_sizes: list[int] = []
         self.released: list[int] = []
         self.claim_waits: list[tuple[bytes, int]] = []  # (id, wait_ms) of every Claim, batch items too
+        self.at_once: list[bool] = []  # answer_at_once of every ClaimBatch
         self.streams = 0
         self.hold = threading.Event()
 
-    def _one(self, kind: str, body: Any, context: grpc.ServicerContext) -> Any:
+    def _one(self, kind: str, body: Any, context: grpc.ServicerContext, at_once: bool = False) -> Any:
         if body.id == b"break":
             context.abort(grpc.StatusCode.UNAVAILABLE, "connection dropped")
         if kind == "check":
@@ -224,7 +226,7 @@ class StreamScript(Scripted):
             with self.lock:
                 self.claim_waits.append((body.id, body.wait_ms))
             if body.id == b"busy":
-                if body.wait_ms:
+                if body.wait_ms and not at_once:
                     return pb.ClaimResponse(outcome=pb.CLAIM_OUTCOME_ACQUIRED, fencing_token=42)
                 return pb.ClaimResponse(outcome=pb.CLAIM_OUTCOME_IN_PROGRESS, retry_after_ms=3000)
             if body.id == b"hold":
@@ -256,10 +258,13 @@ class StreamScript(Scripted):
                     field=f"items[{empty[0]}].id" if kind.endswith("_batch") else "id", description="empty"
                 )
             elif kind.endswith("_batch"):
+                at_once = kind == "claim_batch" and body.answer_at_once
                 with self.lock:
                     self.batch_sizes.append(len(body.items))
+                    if kind == "claim_batch":
+                        self.at_once.append(at_once)
                 single = kind.removesuffix("_batch")
-                getattr(out, kind).results.extend(self._one(single, item, context) for item in body.items)
+                getattr(out, kind).results.extend(self._one(single, item, context, at_once) for item in body.items)
             elif body.namespace == "bad":
                 out.error.code = code_pb2.INVALID_ARGUMENT
                 out.error.message = "bad namespace"
@@ -339,7 +344,8 @@ async def test_waiting_claims_are_coalesced_without_waiting_then_wait_alone(
         )
     assert [c.fencing_token for c in claims] == [7, 42, 7, 7]
     assert servicer.kinds == ["check", "claim_batch", "claim"]
-    assert servicer.claim_waits[:4] == [(b"w-0", 0), (b"busy", 0), (b"w-1", 0), (b"no-wait", 0)]
+    assert servicer.at_once == [True]  # nothing in the batch waits; each wait_ms goes as asked (validated)
+    assert servicer.claim_waits[:4] == [(b"w-0", 2000), (b"busy", 2000), (b"w-1", 2000), (b"no-wait", 0)]
     (busy, left_ms) = servicer.claim_waits[4]
     assert busy == b"busy"
     assert 0 < left_ms <= 2000

@@ -1675,8 +1675,13 @@ func (x *CheckBatchResponse) GetResults() []*CheckResponse {
 }
 
 type ClaimBatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Items         []*ClaimRequest        `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Items []*ClaimRequest        `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// Answer every item at once: an item in progress elsewhere is answered IN_PROGRESS without
+	// waiting, whatever its wait_ms, which is still validated against the namespace's
+	// max_claim_wait. Clients set it when they coalesce waiting Claims, then send each
+	// IN_PROGRESS item again on its own with the rest of its wait (ADR 0018).
+	AnswerAtOnce  bool `protobuf:"varint,2,opt,name=answer_at_once,json=answerAtOnce,proto3" json:"answer_at_once,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1716,6 +1721,13 @@ func (x *ClaimBatchRequest) GetItems() []*ClaimRequest {
 		return x.Items
 	}
 	return nil
+}
+
+func (x *ClaimBatchRequest) GetAnswerAtOnce() bool {
+	if x != nil {
+		return x.AnswerAtOnce
+	}
+	return false
 }
 
 type ClaimBatchResponse struct {
@@ -2342,9 +2354,10 @@ const file_dedup_v1_dedup_proto_rawDesc = "" +
 	"\x11CheckBatchRequest\x12,\n" +
 	"\x05items\x18\x01 \x03(\v2\x16.dedup.v1.CheckRequestR\x05items\"G\n" +
 	"\x12CheckBatchResponse\x121\n" +
-	"\aresults\x18\x01 \x03(\v2\x17.dedup.v1.CheckResponseR\aresults\"A\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.dedup.v1.CheckResponseR\aresults\"g\n" +
 	"\x11ClaimBatchRequest\x12,\n" +
-	"\x05items\x18\x01 \x03(\v2\x16.dedup.v1.ClaimRequestR\x05items\"G\n" +
+	"\x05items\x18\x01 \x03(\v2\x16.dedup.v1.ClaimRequestR\x05items\x12$\n" +
+	"\x0eanswer_at_once\x18\x02 \x01(\bR\fanswerAtOnce\"G\n" +
 	"\x12ClaimBatchResponse\x121\n" +
 	"\aresults\x18\x01 \x03(\v2\x17.dedup.v1.ClaimResponseR\aresults\"C\n" +
 	"\x12CommitBatchRequest\x12-\n" +

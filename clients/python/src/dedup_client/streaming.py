@@ -4,9 +4,9 @@ Calls waiting to be sent become `StreamRequest`s with fresh correlation ids;
 pending calls of the same kind and namespace are coalesced into one batch
 message (CheckBatch, ClaimBatch, CommitBatch; up to MAX_COALESCED items), and
 every `StreamResponse` is routed back to the calls it answers. Waiting Claims
-(wait_ms > 0) are coalesced in two steps (ADR 0018): in a ClaimBatch every item
-goes with wait_ms 0, and an item answered IN_PROGRESS whose call asked to wait
-is sent again on its own with the rest of its wait. A batch refused
+(wait_ms > 0) are coalesced in two steps (ADR 0018): a ClaimBatch is sent with
+answer_at_once (nothing waits; wait_ms is still validated), and an item answered
+IN_PROGRESS whose call asked to wait is sent again on its own with the rest of its wait. A batch refused
 as a whole (INVALID_ARGUMENT: the sidecar validates every item before running
 any) is re-sent as single messages, so each caller gets its own answer.
 
@@ -150,9 +150,9 @@ class Framer:
                         items = getattr(message, _BATCH_OF[kind]).items
                         items.extend(c.request for c in chunk)
                         if kind == "claim":  # ADR 0018: a batch never waits; its IN_PROGRESS items wait alone
+                            message.claim_batch.answer_at_once = True  # wait_ms still validated
                             now = time.monotonic()
-                            for item, call in zip(items, chunk, strict=True):
-                                item.wait_ms = 0
+                            for call in chunk:
                                 call.sent_at = now
                     self._inflight[message.correlation_id] = chunk
                     messages.append(message)

@@ -750,16 +750,24 @@ class ClaimBatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEMS_FIELD_NUMBER: _builtins.int
+    ANSWER_AT_ONCE_FIELD_NUMBER: _builtins.int
+    answer_at_once: _builtins.bool
+    """Answer every item at once: an item in progress elsewhere is answered IN_PROGRESS without
+    waiting, whatever its wait_ms, which is still validated against the namespace's
+    max_claim_wait. Clients set it when they coalesce waiting Claims, then send each
+    IN_PROGRESS item again on its own with the rest of its wait (ADR 0018).
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClaimRequest]: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[Global___ClaimRequest] | None = ...,
+        answer_at_once: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_at_once", b"answer_at_once", "items", b"items"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

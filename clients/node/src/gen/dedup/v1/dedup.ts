@@ -276,6 +276,13 @@ export interface CheckBatchResponse {
 
 export interface ClaimBatchRequest {
   items: ClaimRequest[];
+  /**
+   * Answer every item at once: an item in progress elsewhere is answered IN_PROGRESS without
+   * waiting, whatever its wait_ms, which is still validated against the namespace's
+   * max_claim_wait. Clients set it when they coalesce waiting Claims, then send each
+   * IN_PROGRESS item again on its own with the rest of its wait (ADR 0018).
+   */
+  answerAtOnce: boolean;
 }
 
 export interface ClaimBatchResponse {
@@ -2132,13 +2139,16 @@ export const CheckBatchResponse: MessageFns<CheckBatchResponse> = {
 };
 
 function createBaseClaimBatchRequest(): ClaimBatchRequest {
-  return { items: [] };
+  return { items: [], answerAtOnce: false };
 }
 
 export const ClaimBatchRequest: MessageFns<ClaimBatchRequest> = {
   encode(message: ClaimBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.items) {
       ClaimRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.answerAtOnce !== false) {
+      writer.uint32(16).bool(message.answerAtOnce);
     }
     return writer;
   },
@@ -2164,6 +2174,14 @@ export const ClaimBatchRequest: MessageFns<ClaimBatchRequest> = {
             message.items.push(ClaimRequest.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.answerAtOnce = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2182,6 +2200,7 @@ export const ClaimBatchRequest: MessageFns<ClaimBatchRequest> = {
   fromPartial<I extends Exact<DeepPartial<ClaimBatchRequest>, I>>(object: I): ClaimBatchRequest {
     const message = createBaseClaimBatchRequest();
     message.items = object.items?.map((e) => ClaimRequest.fromPartial(e)) || [];
+    message.answerAtOnce = object.answerAtOnce ?? false;
     return message;
   },
 };
