@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -36,6 +38,7 @@ from tests.support.rabbitmq import RabbitMQProcess
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "clients/python/examples/rabbitmq/schema.sql"
 TARGET_RATIO = 0.6  # issue 12: dedup msgs/s >= 0.6 x plain msgs/s, same run
+FRAME = re.compile(r"\((?:[^()]*/)?([^/():]+):\d+\)$")
 PROCESSES = ("sidecar", "redis", "postgres", "rabbitmq", "consumers")
 
 
@@ -146,6 +149,7 @@ def run_round(services: Services, mode: str, repeat: int, args: argparse.Namespa
                 if consumer.stdout.readline().strip() != "ready":
                     raise PipelineError(f"a {mode} consumer did not start (exit {consumer.wait(30)})")
             trees = {**services.watched(), "consumers": [Watched(c.pid) for c in consumers]}
+            profilers = _start_profilers(services, consumers[0], f"{mode}-r{repeat}", args.py_spy)
             load_before = os.getloadavg()
             cpu0, t0 = cpu_snapshot(trees), time.perf_counter()
             for consumer in consumers:
@@ -163,6 +167,7 @@ def run_round(services: Services, mode: str, repeat: int, args: argparse.Namespa
             cpu = {name: value - cpu0[name] for name, value in cpu_snapshot(trees).items()}
             load_after = os.getloadavg()
         finally:
+            profiles = _stop_profilers(profilers)
             reports = _stop(consumers)
         left = queue_left(services.rabbit.url, queue)
         check = _check(db, ids, namespace if mode == "dedup" else "")
@@ -188,6 +193,8 @@ def run_round(services: Services, mode: str, repeat: int, args: argparse.Namespa
         "transport": sorted({str(r.get("transport", "")) for r in reports}),
         "problems": problems,
     }
+    if profiles:
+        result["py_spy"] = profiles
     print(
         f"  round {repeat} {mode:5s} {result['msgs_per_s']:8.0f} msgs/s  "
         + "  ".join(f"{k} {v:.0f}" for k, v in result["cpu_us_per_msg"].items())
@@ -196,6 +203,62 @@ def run_round(services: Services, mode: str, repeat: int, args: argparse.Namespa
         flush=True,
     )
     return result
+
+
+def _start_profilers(
+    services: Services, consumer: subprocess.Popen[str], label: str, out: str
+) -> list[tuple[str, Path, subprocess.Popen[bytes]]]:
+    """`py-spy record` (raw collapsed stacks) of the sidecar and of one consumer, when --py-spy DIR is given."""
+    if not out:
+        return []
+    assert services.sidecar.process is not None
+    directory = Path(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    profilers = []
+    for name, pid in (("sidecar", services.sidecar.process.pid), ("consumer", consumer.pid)):
+        path = directory / f"{label}-{name}.txt"
+        command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--output", str(path), "--rate", "200",
+                   "--nonblocking", "--threads"]  # fmt: skip
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        profilers.append((name, path, process))
+    time.sleep(1.0)  # py-spy attaches
+    return profilers
+
+
+def _stop_profilers(profilers: list[tuple[str, Path, subprocess.Popen[bytes]]]) -> dict[str, Any]:
+    summaries: dict[str, Any] = {}
+    for name, path, process in profilers:
+        process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        summaries[name] = {"file": str(path), **profile_summary(path)} if path.exists() else {"file": ""}
+    return summaries
+
+
+def profile_summary(path: Path, top: int = 12) -> dict[str, Any]:
+    """From py-spy's collapsed stacks: the share of samples per leaf function (self) and per frame (inclusive)."""
+    leaf: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [FRAME.sub(r"(\1)", frame) for frame in stack.split(";")]  # "f (dir/x.py:12)" -> "f (x.py)"
+        total += count
+        leaf[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    share = (lambda c: round(100 * c / total, 1)) if total else (lambda c: 0.0)
+    return {
+        "samples": total,
+        "self_pct": {k: share(v) for k, v in leaf.most_common(top)},
+        "inclusive_pct": {k: share(v) for k, v in inclusive.most_common(top * 3)},
+    }
 
 
 def _count(db: psycopg.Connection[Any]) -> int:
@@ -324,6 +387,12 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {', '.join(t for t in r['transport'] if t) or '-'} |"
         )
     lines += ["", "CPU µs per message: the process tree's user+system CPU from the consumers' go to the last row, / N."]
+    for r in results["rounds"]:
+        for name, profile in r.get("py_spy", {}).items():
+            if profile.get("samples"):
+                top = ", ".join(f"{frame} {pct}%" for frame, pct in list(profile["self_pct"].items())[:8])
+                lines += ["", f"py-spy, round {r['repeat']} {r['mode']}, {name} ({profile['samples']} samples), "
+                          f"self time: {top}"]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -334,6 +403,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prefetch", type=int, default=20, help="unacked messages per consumer")
     parser.add_argument("--repeats", type=int, default=3, help="(plain, dedup) pairs, interleaved")
     parser.add_argument("--round-timeout", type=float, default=600, help="seconds for one round to drain")
+    parser.add_argument("--py-spy", default="", metavar="DIR", help="py-spy the sidecar and one consumer into DIR")
     parser.add_argument("--smoke", action="store_true", help="500 orders, 1 repeat (CI)")
     parser.add_argument("--out", default="bench/results-pipeline", help="output directory")
     args = parser.parse_args(argv)
