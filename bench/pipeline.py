@@ -39,6 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "clients/python/examples/rabbitmq/schema.sql"
 TARGET_RATIO = 0.6  # issue 12: dedup msgs/s >= 0.6 x plain msgs/s, same run
 FRAME = re.compile(r"\((?:[^()]*/)?([^/():]+):\d+\)$")
+PY_SPY = (
+    str(Path(sys.executable).with_name("py-spy")) if Path(sys.executable).with_name("py-spy").exists() else "py-spy"
+)
 PROCESSES = ("sidecar", "redis", "postgres", "rabbitmq", "consumers")
 
 
@@ -138,7 +141,9 @@ def run_round(services: Services, mode: str, repeat: int, args: argparse.Namespa
         publish(services.rabbit.url, queue, ids, timeout_s=120)
         command = [sys.executable, "-m", "bench.pipeline_consumer", "--mode", mode, "--amqp-url", services.rabbit.url,
                    "--queue", queue, "--pg-dsn", services.pg.dsn, "--target", services.sidecar.target,
-                   "--namespace", namespace, "--prefetch", str(args.prefetch)]  # fmt: skip
+                   "--namespace", namespace, "--prefetch", str(args.prefetch),
+                   "--transport", args.transport]  # fmt: skip
+        profilers: list[tuple[str, Path, subprocess.Popen[bytes]]] = []
         consumers = [
             subprocess.Popen([*command, "--name", f"c{k}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             for k in range(args.consumers)
@@ -217,7 +222,7 @@ def _start_profilers(
     profilers = []
     for name, pid in (("sidecar", services.sidecar.process.pid), ("consumer", consumer.pid)):
         path = directory / f"{label}-{name}.txt"
-        command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--output", str(path), "--rate", "200",
+        command = [PY_SPY, "record", "--pid", str(pid), "--format", "raw", "--output", str(path), "--rate", "200",
                    "--nonblocking", "--threads"]  # fmt: skip
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         profilers.append((name, path, process))
@@ -402,6 +407,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--consumers", type=int, default=4, help="consumer processes")
     parser.add_argument("--prefetch", type=int, default=20, help="unacked messages per consumer")
     parser.add_argument("--repeats", type=int, default=3, help="(plain, dedup) pairs, interleaved")
+    parser.add_argument("--transport", choices=("stream", "unary"), default="stream", help="the dedup client's")
     parser.add_argument("--round-timeout", type=float, default=600, help="seconds for one round to drain")
     parser.add_argument("--py-spy", default="", metavar="DIR", help="py-spy the sidecar and one consumer into DIR")
     parser.add_argument("--smoke", action="store_true", help="500 orders, 1 repeat (CI)")

@@ -46,6 +46,7 @@ def main() -> int:
     parser.add_argument("--namespace", default="orders.apply")
     parser.add_argument("--name", default=f"c-{os.getpid()}")
     parser.add_argument("--prefetch", type=int, default=PREFETCH)
+    parser.add_argument("--transport", choices=("stream", "unary"), default="stream", help="the client's transport")
     args = parser.parse_args()
 
     db = psycopg.connect(args.pg_dsn)
@@ -62,7 +63,7 @@ def main() -> int:
     client: DedupClient | None = None
     handle: Callable[[BlockingChannel, int, str], None]
     if args.mode == "dedup":
-        client = DedupClient(args.target)
+        client = DedupClient(args.target, transport=args.transport)
         once = EffectivelyOnce(client, args.namespace, lease_ms=LEASE_MS)
 
         def handle_dedup(channel: BlockingChannel, tag: int, order_id: str) -> None:
@@ -113,7 +114,10 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     print("ready", flush=True)
-    sys.stdin.readline()  # the bench says go
+    if sys.stdin.readline().strip() != "go":  # the bench says go, or gave up (EOF)
+        connection.close()
+        db.close()
+        return 0
     channel.basic_consume(args.queue, on_message, auto_ack=False)
     try:
         channel.start_consuming()
