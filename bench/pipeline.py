@@ -198,6 +198,10 @@ def run_round(services: Services, mode: str, repeat: int, args: argparse.Namespa
         "transport": sorted({str(r.get("transport", "")) for r in reports}),
         "problems": problems,
     }
+    threads: Counter[str] = Counter()
+    for report in reports:
+        threads.update(report.get("thread_cpu_s", {}))
+    result["consumer_threads_us_per_msg"] = {k: round(1e6 * v / n) for k, v in threads.most_common()}
     if profiles:
         result["py_spy"] = profiles
     print(
@@ -392,6 +396,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {', '.join(t for t in r['transport'] if t) or '-'} |"
         )
     lines += ["", "CPU µs per message: the process tree's user+system CPU from the consumers' go to the last row, / N."]
+    for mode, m in summary["modes"].items():
+        median = next(r for r in results["rounds"] if r["mode"] == mode and r["repeat"] == m["median_round"])
+        split = ", ".join(f"{k} {v}" for k, v in median.get("consumer_threads_us_per_msg", {}).items() if v)
+        lines += [
+            "",
+            f"Consumers' CPU µs per message by thread, {mode} (round {median['repeat']}, go to exit): {split}.",
+        ]
     for r in results["rounds"]:
         for name, profile in r.get("py_spy", {}).items():
             if profile.get("samples"):

@@ -19,8 +19,10 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pika
@@ -34,6 +36,34 @@ LEASE_MS = 5_000
 PREFETCH = 20
 RETRY_PAUSE_S = 0.2  # before a nack, so a message in progress elsewhere does not spin
 INSERT = "INSERT INTO order_effect (id, token, consumer) VALUES (%s, %s, %s)"
+
+
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each live thread of this process, by native id, with its name."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    threads: dict[int, tuple[str, float]] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        comm, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        tid = int(task.name)
+        threads[tid] = (names.get(tid, f"native:{comm}"), (int(fields[11]) + int(fields[12])) / tick)
+    return threads
+
+
+def cpu_by_thread(before: dict[int, tuple[str, float]], process_before: float) -> dict[str, float]:
+    """CPU seconds per thread name since `before`; threads that started and ended meanwhile as "exited"."""
+    after = thread_cpu()
+    spent: dict[str, float] = {}
+    for tid, (name, cpu) in after.items():
+        key = "dedup-renew" if name.startswith("dedup-renew") else name.split(" (")[0]
+        spent[key] = spent.get(key, 0.0) + cpu - before.get(tid, (name, 0.0))[1]
+    times = os.times()
+    spent["exited threads"] = times.user + times.system - process_before - sum(spent.values())
+    return {k: round(v, 3) for k, v in spent.items()}
 
 
 def main() -> int:
@@ -119,16 +149,18 @@ def main() -> int:
         db.close()
         return 0
     channel.basic_consume(args.queue, on_message, auto_ack=False)
+    threads_before, times = thread_cpu(), os.times()
     try:
         channel.start_consuming()
     finally:
+        threads = cpu_by_thread(threads_before, times.user + times.system)
         transport = client.transport if client is not None else ""
         if client is not None:
             client.close()
         db.close()
         if connection.is_open:
             connection.close()
-    print(json.dumps({"name": args.name, "transport": transport, **counts}), flush=True)
+    print(json.dumps({"name": args.name, "transport": transport, "thread_cpu_s": threads, **counts}), flush=True)
     return 0
 
 
