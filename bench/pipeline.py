@@ -142,7 +142,7 @@ def run_round(services: Services, mode: str, repeat: int, args: argparse.Namespa
         command = [sys.executable, "-m", "bench.pipeline_consumer", "--mode", mode, "--amqp-url", services.rabbit.url,
                    "--queue", queue, "--pg-dsn", services.pg.dsn, "--target", services.sidecar.target,
                    "--namespace", namespace, "--prefetch", str(args.prefetch),
-                   "--transport", args.transport]  # fmt: skip
+                   "--transport", args.transport, "--threads", str(args.threads)]  # fmt: skip
         profilers: list[tuple[str, Path, subprocess.Popen[bytes]]] = []
         consumers = [
             subprocess.Popen([*command, "--name", f"c{k}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -419,6 +419,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prefetch", type=int, default=20, help="unacked messages per consumer")
     parser.add_argument("--repeats", type=int, default=3, help="(plain, dedup) pairs, interleaved")
     parser.add_argument("--transport", choices=("stream", "unary"), default="stream", help="the dedup client's")
+    parser.add_argument("--threads", type=int, default=1, help="handler threads per consumer (one DedupClient)")
     parser.add_argument("--round-timeout", type=float, default=600, help="seconds for one round to drain")
     parser.add_argument("--py-spy", default="", metavar="DIR", help="py-spy the sidecar and one consumer into DIR")
     parser.add_argument("--smoke", action="store_true", help="500 orders, 1 repeat (CI)")

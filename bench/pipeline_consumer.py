@@ -15,13 +15,16 @@ only when a line arrives on stdin, so the bench measures CPU from that moment on
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import queue
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +62,7 @@ def cpu_by_thread(before: dict[int, tuple[str, float]], process_before: float) -
     after = thread_cpu()
     spent: dict[str, float] = {}
     for tid, (name, cpu) in after.items():
-        key = "dedup-renew" if name.startswith("dedup-renew") else name.split(" (")[0]
+        key = next((p for p in ("dedup-renew", "worker") if name.startswith(p)), name.split(" (")[0])
         spent[key] = spent.get(key, 0.0) + cpu - before.get(tid, (name, 0.0))[1]
     times = os.times()
     spent["exited threads"] = times.user + times.system - process_before - sum(spent.values())
@@ -77,62 +80,92 @@ def main() -> int:
     parser.add_argument("--name", default=f"c-{os.getpid()}")
     parser.add_argument("--prefetch", type=int, default=PREFETCH)
     parser.add_argument("--transport", choices=("stream", "unary"), default="stream", help="the client's transport")
+    parser.add_argument("--threads", type=int, default=1, help="handler threads sharing one DedupClient")
     args = parser.parse_args()
 
-    db = psycopg.connect(args.pg_dsn)
+    dbs: queue.SimpleQueue[psycopg.Connection[Any]] = queue.SimpleQueue()  # one per handler thread
+    for _ in range(args.threads):
+        dbs.put(psycopg.connect(args.pg_dsn))
     counts = {"ack": 0, "nack": 0, "reject": 0, "error": 0}
+    counts_lock = threading.Lock()
+
+    def count(key: str) -> str:
+        with counts_lock:
+            counts[key] += 1
+        return key
 
     def effect(order_id: str, lease: Lease | None) -> None:
         """The order row in one transaction; with a lease, only when mark_applied says it is the first."""
-        with db.transaction(), db.cursor() as cur:
-            if lease is None:
-                cur.execute(INSERT, (order_id, 0, args.name))
-            elif mark_applied(cur, args.namespace, order_id, lease.token):
-                cur.execute(INSERT, (order_id, lease.token, args.name))
+        db = dbs.get()
+        try:
+            with db.transaction(), db.cursor() as cur:
+                if lease is None:
+                    cur.execute(INSERT, (order_id, 0, args.name))
+                elif mark_applied(cur, args.namespace, order_id, lease.token):
+                    cur.execute(INSERT, (order_id, lease.token, args.name))
+        finally:
+            dbs.put(db)
 
     client: DedupClient | None = None
-    handle: Callable[[BlockingChannel, int, str], None]
+    decide: Callable[[str], str]  # the order's id -> "ack" | "nack" | "reject"
     if args.mode == "dedup":
         client = DedupClient(args.target, transport=args.transport)
         once = EffectivelyOnce(client, args.namespace, lease_ms=LEASE_MS)
 
-        def handle_dedup(channel: BlockingChannel, tag: int, order_id: str) -> None:
+        def decide_dedup(order_id: str) -> str:
             try:
                 outcome = once.run(order_id, lambda lease: effect(order_id, lease))
             except (DedupError, psycopg.OperationalError):
-                counts["error"] += 1
                 time.sleep(RETRY_PAUSE_S)
-                channel.basic_nack(tag, requeue=True)
-                return
+                count("error")
+                return "nack"
             if outcome.action is Action.ACK:  # PROCESSED, DUPLICATE, LEASE_LOST
-                counts["ack"] += 1
-                channel.basic_ack(tag)
-            elif outcome.action is Action.DEAD_LETTER:
-                counts["reject"] += 1
-                channel.basic_reject(tag, requeue=False)
-            else:  # NACK: another consumer still holds it after the claim's wait
-                counts["nack"] += 1
-                time.sleep(min(outcome.retry_after_ms / 1000, RETRY_PAUSE_S))
-                channel.basic_nack(tag, requeue=True)
+                return count("ack")
+            if outcome.action is Action.DEAD_LETTER:
+                return count("reject")
+            # NACK: another consumer still holds it after the claim's wait
+            time.sleep(min(outcome.retry_after_ms / 1000, RETRY_PAUSE_S))
+            return count("nack")
 
-        handle = handle_dedup
+        decide = decide_dedup
     else:
 
-        def handle_plain(channel: BlockingChannel, tag: int, order_id: str) -> None:
+        def decide_plain(order_id: str) -> str:
             try:
                 effect(order_id, None)
             except psycopg.OperationalError:
-                counts["error"] += 1
                 time.sleep(RETRY_PAUSE_S)
-                channel.basic_nack(tag, requeue=True)
-                return
-            counts["ack"] += 1
-            channel.basic_ack(tag)
+                count("error")
+                return "nack"
+            return count("ack")
 
-        handle = handle_plain
+        decide = decide_plain
+
+    def reply(channel: BlockingChannel, tag: int, decision: str) -> None:
+        if decision == "ack":
+            channel.basic_ack(tag)
+        elif decision == "reject":
+            channel.basic_reject(tag, requeue=False)
+        else:
+            channel.basic_nack(tag, requeue=True)
+
+    pool = ThreadPoolExecutor(args.threads, thread_name_prefix="worker") if args.threads > 1 else None
+
+    def work(channel: BlockingChannel, tag: int, order_id: str) -> None:
+        """On a handler thread: decide, then ack/nack on the connection's thread (pika is not thread-safe)."""
+        try:
+            decision = decide(order_id)
+        except Exception as err:  # reported, and the message goes back to the queue
+            print(f"handler error: {err!r}", file=sys.stderr, flush=True)
+            decision = "nack"
+        connection.add_callback_threadsafe(functools.partial(reply, channel, tag, decision))
 
     def on_message(channel: BlockingChannel, deliver: Basic.Deliver, props: BasicProperties, body: bytes) -> None:
-        handle(channel, deliver.delivery_tag, props.message_id or json.loads(body)["id"])
+        order_id = props.message_id or json.loads(body)["id"]
+        if pool is None:
+            reply(channel, deliver.delivery_tag, decide(order_id))
+        else:
+            pool.submit(work, channel, deliver.delivery_tag, order_id)
 
     connection = pika.BlockingConnection(pika.URLParameters(args.amqp_url))
     channel = connection.channel()
@@ -146,7 +179,6 @@ def main() -> int:
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":  # the bench says go, or gave up (EOF)
         connection.close()
-        db.close()
         return 0
     channel.basic_consume(args.queue, on_message, auto_ack=False)
     threads_before, times = thread_cpu(), os.times()
@@ -154,10 +186,13 @@ def main() -> int:
         channel.start_consuming()
     finally:
         threads = cpu_by_thread(threads_before, times.user + times.system)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         transport = client.transport if client is not None else ""
         if client is not None:
             client.close()
-        db.close()
+        while not dbs.empty():
+            dbs.get().close()
         if connection.is_open:
             connection.close()
     print(json.dumps({"name": args.name, "transport": transport, "thread_cpu_s": threads, **counts}), flush=True)
