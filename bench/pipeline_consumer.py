@@ -8,8 +8,10 @@ Modelled on clients/python/examples/rabbitmq/consumer.py (sync pika, psycopg, th
   plain: INSERT the order row in one transaction, then ack; no sidecar calls;
   dedup: `EffectivelyOnce.run` (default settings: stream transport, wait_ms 5000) with a 5 s lease;
          the handler is the same transaction plus `mark_applied` (the transactional recipe).
-Manual acks, prefetch 20. The consumer connects everything, prints `ready`, and starts consuming
-only when a line arrives on stdin, so the bench measures CPU from that moment on, without start-up.
+Manual acks, prefetch 20, one message at a time (as the example); `--threads N` runs N handler
+threads over one DedupClient instead (acks go back to pika's thread). The consumer connects
+everything, prints `ready`, and starts consuming only when a line arrives on stdin, so the bench
+measures CPU from that moment on, without start-up.
 """
 
 from __future__ import annotations
