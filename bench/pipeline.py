@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,14 +75,19 @@ class Services:
 def start_services() -> Services:
     if not rabbitmq.available():
         raise SystemExit("RabbitMQ not installed (scripts/deps.d/60-pipeline.sh installs it)")
-    pg = PostgresProcess("bench").start()
+    pg = PostgresProcess("bench")
     rabbit = RabbitMQProcess()
     redis = RedisServer()
+    sidecar = GrpcServer("sidecar", redis.url)
     try:
-        rabbit.start()
-        redis.start()
-        sidecar = GrpcServer("sidecar", redis.url).start()
+        with ThreadPoolExecutor(1) as pool:
+            rabbit_started = pool.submit(rabbit.start)  # the slowest to start: meanwhile, the others
+            pg.start()
+            redis.start()
+            sidecar.start()
+            rabbit_started.result()
     except BaseException:
+        sidecar.stop()
         redis.stop()
         rabbit.close()
         pg.close()
