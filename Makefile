@@ -31,6 +31,9 @@ typecheck: ## mypy --strict on sidecar/
 bench: ## benchmark vs Redis and a no-op gRPC server (docs/performance.md); ARGS="--smoke" for a quick run
 	$(VENV)/python -m bench $(ARGS)
 
+bench-pipeline: ## RabbitMQ + PostgreSQL consumers with vs without the sidecar (docs/performance.md); ARGS="--smoke"
+	$(VENV)/python -m bench.pipeline $(ARGS)
+
 image-lint: ## hadolint + Dockerfile checks (no Docker engine needed)
 	$(VENV)/pytest -q tests/deploy/test_dockerfile.py
 
@@ -40,4 +43,4 @@ deploy-validate: ## render deploy/ overlays, validate schemas and posture, start
 settings-table: ## rewrite the README settings table from sidecar/settings.py
 	$(VENV)/python scripts/update-settings-table.py
 
-.PHONY: help install run test lock gen lint fmt typecheck bench image-lint deploy-validate settings-table
+.PHONY: help install run test lock gen lint fmt typecheck bench bench-pipeline image-lint deploy-validate settings-table

@@ -3,6 +3,8 @@
   python -m bench                      # full run: 3 x 5 s per case (several minutes)
   python -m bench --smoke --out DIR    # ~1 s per case, to prove the harness works (CI)
 Writes DIR/results.json, DIR/results.md and DIR/results.png.
+A real pipeline (RabbitMQ, consumers, PostgreSQL) with and without the sidecar is its own module,
+`python -m bench.pipeline` (docs/adr/0073-pipeline-bench.md).
 """
 
 from __future__ import annotations
