@@ -151,7 +151,8 @@ export class DedupClient {
   }
 
   async claimBatch(items: t.ClaimItem[], opts?: t.CallOptions): Promise<t.ClaimResult[]> {
-    const req: pb.ClaimBatchRequest = { items: items.map(c.claimRequest) };
+    // An explicit batch waits as asked: answer_at_once is only for coalesced Claims (ADR 0018).
+    const req: pb.ClaimBatchRequest = { items: items.map(c.claimRequest), answerAtOnce: false };
     return (await this.unary(this.stub.claimBatch, req, "retry", opts)).results.map(c.claimResult);
   }
 

@@ -4,10 +4,10 @@
 // of one kind pending at the same moment (issued within one turn of the event
 // loop) go out as one CheckBatch/ClaimBatch/CommitBatch message of up to 100
 // items. Waiting Claims are coalesced in two steps (docs/adr/0018): a Claim
-// that shares the moment with another Claim of its namespace goes in the
-// ClaimBatch with wait_ms 0, and if it is answered IN_PROGRESS it is sent again
-// alone with the rest of its wait; a waiting Claim alone in its namespace goes
-// with its wait_ms. Deadlines and cancellation are per call and the client's: a call
+// that shares the moment with another Claim of its namespace goes in a
+// ClaimBatch with answer_at_once (its wait_ms validated, not waited), and if it
+// is answered IN_PROGRESS it is sent again alone with the rest of its wait; a
+// waiting Claim alone in its namespace goes with its wait_ms. Deadlines and cancellation are per call and the client's: a call
 // that gives up fails at once and its late answer is dropped (a late ACQUIRED
 // is released). A broken stream fails every call in flight with UNAVAILABLE
 // (the client retries them under its usual rules) and the next call opens a
@@ -187,8 +187,8 @@ export class StreamTransport {
   }
 
   /**
-   * Writes one message: a batch of `calls` (a waiting Claim's item with
-   * wait_ms 0, ADR 0018) or the one call alone with `req` (default: its own).
+   * Writes one message: a batch of `calls` (a ClaimBatch with answer_at_once,
+   * ADR 0018) or the one call alone with `req` (default: its own).
    */
   private write(stream: Duplex, calls: Call[], batch: boolean, req?: StreamOps[StreamKind][0]): void {
     const correlationId = this.nextId++;
@@ -270,7 +270,7 @@ export class StreamTransport {
   }
 
   /**
-   * ADR 0018, second step: a waiting Claim coalesced with wait_ms 0 and answered
+   * ADR 0018, second step: a waiting Claim coalesced with answer_at_once and answered
    * IN_PROGRESS is sent again alone with what is left of its wait_ms. False (the
    * answer stands) when it did not ask to wait, the answer is not IN_PROGRESS,
    * or nothing of the wait is left.
@@ -337,9 +337,9 @@ function batchRequest(calls: Call[]): pb.StreamRequest["request"] {
     case "check":
       return { $case: "checkBatch", value: { items: calls.map((c) => c.req as pb.CheckRequest) } };
     case "claim":
-      // No item waits: a batch answers when its slowest item does (ADR 0018). A
-      // negative wait_ms is sent as is, so the sidecar still refuses it.
-      return { $case: "claimBatch", value: { items: calls.map((c) => (waits(c) ? { ...(c.req as pb.ClaimRequest), waitMs: 0n } : c.req) as pb.ClaimRequest) } };
+      // No item waits: a batch answers when its slowest item does (ADR 0018).
+      // The items keep their wait_ms, which the sidecar still validates.
+      return { $case: "claimBatch", value: { items: calls.map((c) => c.req as pb.ClaimRequest), answerAtOnce: true } };
     case "commit":
       return { $case: "commitBatch", value: { items: calls.map((c) => c.req as pb.CommitRequest) } };
     default:

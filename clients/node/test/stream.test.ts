@@ -25,10 +25,12 @@ const RELEASED = pb.ReleaseResponse.fromPartial({ outcome: pb.ReleaseOutcome.REL
 async function serve(onMessage: ((m: pb.StreamRequest, call: Bidi) => void) | "unimplemented") {
   const unary: Record<string, number> = {};
   const messages: pb.StreamRequest[] = [];
+  const unaryRequests: unknown[] = [];
   const answer =
     <Req, Res>(name: string, res: Res) =>
-    (_call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
+    (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
       unary[name] = (unary[name] ?? 0) + 1;
+      unaryRequests.push(call.request);
       cb(null, res);
     };
   const impl: Record<string, unknown> = {
@@ -37,6 +39,7 @@ async function serve(onMessage: ((m: pb.StreamRequest, call: Bidi) => void) | "u
     commit: answer("commit", pb.CommitResponse.fromPartial({ outcome: pb.CommitOutcome.COMMIT_OUTCOME_COMMITTED })),
     release: answer("release", RELEASED),
     renew: answer("renew", pb.RenewResponse.fromPartial({ outcome: pb.RenewOutcome.RENEW_OUTCOME_RENEWED })),
+    claimBatch: answer("claimBatch", pb.ClaimBatchResponse.fromPartial({ results: [ACQUIRED(4n)] })),
   };
   if (onMessage !== "unimplemented") {
     impl.stream = (call: Bidi) => {
@@ -57,7 +60,7 @@ async function serve(onMessage: ((m: pb.StreamRequest, call: Bidi) => void) | "u
     client.close();
     server.forceShutdown();
   });
-  return { client, unary, messages };
+  return { client, unary, messages, unaryRequests };
 }
 
 const cleanups: (() => void)[] = [];
@@ -193,11 +196,13 @@ test("a Claim whose wait_ms reaches past the deadline goes unary (the server end
 const IN_PROGRESS = pb.ClaimResponse.fromPartial({ outcome: pb.ClaimOutcome.CLAIM_OUTCOME_IN_PROGRESS, retryAfterMs: 100n });
 const DUPLICATE = pb.ClaimResponse.fromPartial({ outcome: pb.ClaimOutcome.CLAIM_OUTCOME_DUPLICATE });
 
-test("pending waiting Claims go out as one ClaimBatch with wait_ms 0; a waiting IN_PROGRESS is sent again alone with the rest of its wait", async () => {
+test("pending waiting Claims go out as one ClaimBatch with answer_at_once, their wait_ms as asked; a waiting IN_PROGRESS is sent again alone with the rest of its wait", async () => {
   const { client, messages } = await serve((m, call) => {
     const r = m.request;
     if (r?.$case === "claimBatch") {
-      const results = r.value.items.map((i) => (i.id.toString() === "free" ? ACQUIRED(6n) : IN_PROGRESS));
+      // Like the sidecar: a held id's item waits for its holder's Commit (DUPLICATE) unless answer_at_once.
+      const waited = (i: pb.ClaimRequest) => !r.value.answerAtOnce && i.waitMs > 0n;
+      const results = r.value.items.map((i) => (i.id.toString() === "free" ? ACQUIRED(6n) : waited(i) ? DUPLICATE : IN_PROGRESS));
       call.write({ correlationId: m.correlationId, response: { $case: "claimBatch", value: { results } } });
     } else if (r?.$case === "claim") {
       call.write({ correlationId: m.correlationId, response: { $case: "claim", value: DUPLICATE } });
@@ -218,11 +223,12 @@ test("pending waiting Claims go out as one ClaimBatch with wait_ms 0; a waiting 
   );
   const batch = messages[0].request;
   assert.ok(batch?.$case === "claimBatch");
+  assert.equal(batch.value.answerAtOnce, true);
   assert.deepEqual(
     batch.value.items.map((i) => [i.id.toString(), i.waitMs]),
     [
-      ["held", 0n],
-      ["free", 0n],
+      ["held", 5000n],
+      ["free", 5000n],
       ["busy", 0n],
     ],
   );
@@ -309,7 +315,21 @@ test("a negative wait_ms in a coalesced ClaimBatch is sent as is: the refused ba
   assert.equal(good.status === "fulfilled" && good.value.token, 8n);
   assert.ok(negative.status === "rejected" && negative.reason instanceof DedupError && negative.reason.fieldViolations[0].field === "wait_ms");
   const sent = messages.map((m) => m.request).map((r) => (r?.$case === "claimBatch" ? r.value.items.map((i) => i.waitMs) : r?.$case === "claim" ? r.value.waitMs : undefined));
-  assert.deepEqual(sent, [[0n, -1n], 5000n, -1n]);
+  assert.deepEqual(sent, [[5000n, -1n], 5000n, -1n]);
+  assert.ok(messages[0].request?.$case === "claimBatch" && messages[0].request.value.answerAtOnce);
+});
+
+test("an explicit claimBatch call is unary and leaves answer_at_once false: its items wait as asked", async () => {
+  const { client, messages, unaryRequests } = await serve(() => undefined);
+  const [result] = await client.claimBatch([{ namespace: "ns", id: "a", waitMs: 2000 }], { deadlineMs: 30000 });
+  assert.equal(result.token, 4n);
+  assert.equal(messages.length, 0);
+  const req = unaryRequests[0] as pb.ClaimBatchRequest;
+  assert.equal(req.answerAtOnce, false);
+  assert.deepEqual(
+    req.items.map((i) => i.waitMs),
+    [2000n],
+  );
 });
 
 test("close() fails calls not yet sent with CANCELLED and opens no stream", async () => {
