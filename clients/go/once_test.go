@@ -273,17 +273,21 @@ func TestLiveSidecarServesTheStream(t *testing.T) {
 // A wait_ms over the namespace's max_claim_wait (30 s by default) is
 // INVALID_ARGUMENT however the Claim travels: alone, or coalesced with others
 // into a ClaimBatch with answer_at_once (ADR 0018), which the sidecar validates
-// item by item. The Claims start together, so most are framed together; the
-// valid ones are ACQUIRED all the same (a refused batch is re-sent item by item).
+// item by item. The stream is held until all the Claims pend, so they are
+// framed as one batch; the valid ones are ACQUIRED all the same (the refused
+// batch is re-sent item by item).
 func TestLiveWaitOverTheMaximumIsRefusedWhenCoalesced(t *testing.T) {
 	c := liveClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // both waits fit the deadline: stream
 	defer cancel()
-	if _, err := c.Check(ctx, ns, freshID()); err != nil { // the stream is open before they start
-		t.Fatal(err)
+	if _, err := c.Check(ctx, ns, freshID()); err != nil || !dedup.StreamInUse(c) { // the stream is open
+		t.Fatalf("no stream: %v", err)
 	}
 	const n = 16
-	start := make(chan struct{})
+	var released sync.Once
+	hold := dedup.HoldStream(c)
+	release := func() { released.Do(hold) }
+	defer release()
 	errs := make([]error, n)
 	acquired := make([]bool, n)
 	var wg sync.WaitGroup
@@ -295,12 +299,12 @@ func TestLiveWaitOverTheMaximumIsRefusedWhenCoalesced(t *testing.T) {
 			if i%2 == 0 {
 				wait = 40 * time.Second // over max_claim_wait
 			}
-			<-start
 			r, err := c.Claim(ctx, ns, freshID(), dedup.Wait(wait))
 			errs[i], acquired[i] = err, r.Acquired()
 		}()
 	}
-	close(start)
+	waitUntil(t, func() bool { return dedup.QueuedOnStream(c) == n })
+	release()
 	wg.Wait()
 	for i := range n {
 		if i%2 == 1 {
