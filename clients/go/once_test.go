@@ -7,9 +7,12 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
 
 	dedup "github.com/dedup-sidecar/dedup/clients/go"
 )
@@ -264,6 +267,57 @@ func TestLiveSidecarServesTheStream(t *testing.T) {
 	defer unary.Close()
 	if _, err := unary.Check(ctx, ns, freshID()); err != nil || dedup.StreamInUse(unary) {
 		t.Fatalf("unary: %v", err)
+	}
+}
+
+// A wait_ms over the namespace's max_claim_wait (30 s by default) is
+// INVALID_ARGUMENT however the Claim travels: alone, or coalesced with others
+// into a ClaimBatch with answer_at_once (ADR 0018), which the sidecar validates
+// item by item. The stream is held until all the Claims pend, so they are
+// framed as one batch; the valid ones are ACQUIRED all the same (the refused
+// batch is re-sent item by item).
+func TestLiveWaitOverTheMaximumIsRefusedWhenCoalesced(t *testing.T) {
+	c := liveClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // both waits fit the deadline: stream
+	defer cancel()
+	if _, err := c.Check(ctx, ns, freshID()); err != nil || !dedup.StreamInUse(c) { // the stream is open
+		t.Fatalf("no stream: %v", err)
+	}
+	const n = 16
+	var released sync.Once
+	hold := dedup.HoldStream(c)
+	release := func() { released.Do(hold) }
+	defer release()
+	errs := make([]error, n)
+	acquired := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wait := 5 * time.Second
+			if i%2 == 0 {
+				wait = 40 * time.Second // over max_claim_wait
+			}
+			r, err := c.Claim(ctx, ns, freshID(), dedup.Wait(wait))
+			errs[i], acquired[i] = err, r.Acquired()
+		}()
+	}
+	waitUntil(t, func() bool { return dedup.QueuedOnStream(c) == n })
+	release()
+	wg.Wait()
+	for i := range n {
+		if i%2 == 1 {
+			if errs[i] != nil || !acquired[i] {
+				t.Fatalf("claim %d (wait 5 s): want ACQUIRED, got %v", i, errs[i])
+			}
+			continue
+		}
+		var e *dedup.Error
+		if !errors.As(errs[i], &e) || e.Code != codes.InvalidArgument || len(e.FieldViolations) == 0 ||
+			e.FieldViolations[0].Field != "wait_ms" {
+			t.Fatalf("claim %d (wait 40 s): want INVALID_ARGUMENT on wait_ms, got %v", i, errs[i])
+		}
 	}
 }
 

@@ -50,7 +50,7 @@ type streamCall struct {
 	kind   streamKind
 	req    any  // *pb.CheckRequest, *pb.ClaimRequest, ...: what goes out (never the caller's object changed)
 	single bool // sent on its own, never coalesced (again)
-	// waitFirst: a waiting Claim sent in a ClaimBatch with wait_ms 0 (ADR 0018);
+	// waitFirst: a waiting Claim sent in a ClaimBatch with answer_at_once (ADR 0018);
 	// an IN_PROGRESS answer sends it again alone with the rest of its wait.
 	waitFirst bool
 	sentAt    time.Time // when the message carrying it was sent
@@ -355,8 +355,9 @@ type batchKey struct {
 
 // coalesce turns queued calls into messages: single Check, Claim and Commit
 // calls pending together become batches of up to maxCoalesce (Claims per
-// namespace). A Claim batch carries every item with wait_ms 0, and its waiting
-// Claims answered IN_PROGRESS are sent again alone with the rest of their wait
+// namespace). A Claim batch is sent with answer_at_once (no item waits; each
+// keeps its wait_ms, which the sidecar validates), and its waiting Claims
+// answered IN_PROGRESS are sent again alone with the rest of their wait
 // (deliver); a Claim alone goes with its own wait_ms (ADR 0018). Abandoned
 // calls are not sent.
 func coalesce(queue []*streamCall) []outgoing {
@@ -425,14 +426,12 @@ func batchOf(kind streamKind, calls []*streamCall) outgoing {
 		}
 		req.Request = &pb.StreamRequest_CheckBatch{CheckBatch: b}
 	case kindClaim:
-		b := &pb.ClaimBatchRequest{}
+		// answer_at_once: nothing in the batch waits, but each item goes with
+		// its wait_ms as asked, which the sidecar validates (ADR 0018).
+		b := &pb.ClaimBatchRequest{AnswerAtOnce: true}
 		for _, c := range calls {
 			item := c.req.(*pb.ClaimRequest)
 			c.waitFirst = item.GetWaitMs() > 0
-			if c.waitFirst { // a copy: the caller's request keeps its wait_ms
-				item = proto.Clone(item).(*pb.ClaimRequest)
-				item.WaitMs = 0
-			}
 			b.Items = append(b.Items, item)
 		}
 		req.Request = &pb.StreamRequest_ClaimBatch{ClaimBatch: b}

@@ -394,7 +394,8 @@ func TestStreamPerCallDeadline(t *testing.T) {
 }
 
 // Waiting Claims pending together go out in two steps (ADR 0018): one
-// ClaimBatch per namespace with wait_ms 0 on every item; then each waiting
+// ClaimBatch per namespace with answer_at_once, every item with its wait_ms as
+// asked (the sidecar validates it but lets nothing wait); then each waiting
 // call answered IN_PROGRESS goes again alone with the rest of its wait, while
 // every other answer (an IN_PROGRESS of a call that did not wait among them)
 // is delivered as it came. A waiting Claim alone in its namespace keeps its wait_ms.
@@ -441,14 +442,16 @@ func TestStreamCoalescesWaitingClaimsThenWaitsAlone(t *testing.T) {
 		t.Fatalf("the Claim alone in its namespace: want wait_ms 2000 alone, got %v", alone)
 	}
 	items := batch.GetClaimBatch().GetItems()
-	if len(items) != 5 {
-		t.Fatalf("want one ClaimBatch of the 5 Claims of ns, got %v", batch)
+	if len(items) != 5 || !batch.GetClaimBatch().GetAnswerAtOnce() {
+		t.Fatalf("want one ClaimBatch of the 5 Claims of ns with answer_at_once, got %v", batch)
 	}
+	asked := map[string]int64{"held": 2000, "free": 2000, "busy": 1, "nowait": 0, "abandoned": 2000}
 	results := &pb.ClaimBatchResponse{}
 	for _, it := range items {
-		if it.GetWaitMs() != 0 || it.GetNamespace() != "ns" {
-			t.Fatalf("batch item %v: want wait_ms 0", it)
+		if it.GetWaitMs() != asked[string(it.GetId())] || it.GetNamespace() != "ns" {
+			t.Fatalf("batch item %v: want wait_ms %d as asked", it, asked[string(it.GetId())])
 		}
+		// As the sidecar does with answer_at_once: nothing waits, an id held elsewhere is IN_PROGRESS.
 		o := pb.ClaimOutcome_CLAIM_OUTCOME_IN_PROGRESS
 		if string(it.GetId()) == "free" {
 			o = pb.ClaimOutcome_CLAIM_OUTCOME_ACQUIRED
@@ -495,5 +498,35 @@ func TestStreamCoalescesWaitingClaimsThenWaitsAlone(t *testing.T) {
 	}
 	if want := map[string]string{"held": "DUPLICATE OK", "alone": "ACQUIRED OK"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("answers %v\nwant %v", got, want)
+	}
+}
+
+// unaryStub answers ClaimBatch and records what it was sent.
+type unaryStub struct {
+	pb.DedupClient // other calls are not used
+	got            chan *pb.ClaimBatchRequest
+}
+
+func (s *unaryStub) ClaimBatch(_ context.Context, in *pb.ClaimBatchRequest, _ ...grpc.CallOption) (*pb.ClaimBatchResponse, error) {
+	s.got <- in
+	out := &pb.ClaimBatchResponse{}
+	for range in.GetItems() {
+		out.Results = append(out.Results, &pb.ClaimResponse{Outcome: pb.ClaimOutcome_CLAIM_OUTCOME_ACQUIRED})
+	}
+	return out, nil
+}
+
+// An explicit ClaimBatch of the API (unary) lets its items wait: answer_at_once
+// is only for the batches the stream coalesces (ADR 0018).
+func TestExplicitClaimBatchDoesNotAnswerAtOnce(t *testing.T) {
+	stub := &unaryStub{got: make(chan *pb.ClaimBatchRequest, 1)}
+	c := &Client{stub: stub, cfg: config{timeout: 5 * time.Second}}
+	items := []ClaimItem{{ID: []byte("a"), Wait: 2 * time.Second}, {ID: []byte("b")}}
+	if _, err := c.ClaimBatch(context.Background(), "ns", items); err != nil {
+		t.Fatal(err)
+	}
+	req := next(t, stub.got)
+	if req.GetAnswerAtOnce() || req.GetItems()[0].GetWaitMs() != 2000 || req.GetItems()[1].GetWaitMs() != 0 {
+		t.Fatalf("want answer_at_once false and wait_ms as asked, got %v", req)
 	}
 }
