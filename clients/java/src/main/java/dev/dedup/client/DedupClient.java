@@ -169,7 +169,8 @@ public final class DedupClient implements AutoCloseable {
    * the remaining deadline less 100 ms goes as a unary call (the sidecar ends it before the
    * deadline), and so do waiting Claims beyond {@value StreamMux#MAX_STREAM_WAITERS} on the stream at
    * once; the others ride the stream. There, Claims pending together are sent as one ClaimBatch
-   * without their waits, and one answered IN_PROGRESS is sent again alone with the rest of its wait
+   * with {@code answer_at_once} (each {@code wait_ms} validated, none waited), and one answered
+   * IN_PROGRESS is sent again alone with the rest of its wait
    * (docs/adr/0018); a waiting Claim pending alone goes out with its wait.
    */
   public ClaimResponse claim(ClaimRequest req) {

@@ -13,7 +13,11 @@ final class StreamCall {
   final StreamRequest.RequestCase kind;
   /** What this call sends when it goes out alone (a Claim resent after its batch: the rest of its wait). */
   final Message request;
-  /** The caller's {@code wait_ms} (Claims; 0 for other kinds): its batch item goes without it (ADR 0018). */
+  /**
+   * The caller's {@code wait_ms} (Claims; 0 for other kinds). In a ClaimBatch (sent with
+   * {@code answer_at_once}, ADR 0018) it is validated but not waited: an IN_PROGRESS item with a
+   * wait is sent again alone with the rest of it.
+   */
   final long waitMs;
   final boolean coalesce;
   final CompletableFuture<Message> result;
@@ -44,13 +48,5 @@ final class StreamCall {
   /** The same call sent again on its own with {@code request} instead (a Claim with the rest of its wait). */
   StreamCall alone(Message request) {
     return new StreamCall(this, request);
-  }
-
-  /**
-   * This call's item in a batch message: a waiting Claim goes without its wait (ADR 0018), as a
-   * copy. A negative {@code wait_ms} is kept, so the sidecar still refuses it (INVALID_ARGUMENT).
-   */
-  Message batchItem() {
-    return request instanceof ClaimRequest c && c.getWaitMs() > 0 ? c.toBuilder().setWaitMs(0).build() : request;
   }
 }

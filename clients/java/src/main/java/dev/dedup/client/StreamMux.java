@@ -33,9 +33,10 @@ import java.util.concurrent.locks.ReentrantLock;
  * together are sent as one batch message (up to {@value #MAX_BATCH}); each call waits for its own
  * answer until its own deadline.
  *
- * <p>Waiting Claims are coalesced in two steps (docs/adr/0018): every item of a ClaimBatch goes
- * with {@code wait_ms} 0; an item answered IN_PROGRESS whose call asked to wait is sent again on
- * its own with the rest of its wait ({@link #resumeWaits}). A waiting Claim alone when the queue is
+ * <p>Waiting Claims are coalesced in two steps (docs/adr/0018): a ClaimBatch goes with
+ * {@code answer_at_once} set and every item's {@code wait_ms} as its caller asked (the sidecar
+ * validates each {@code wait_ms} but lets no item wait); an item answered IN_PROGRESS whose call
+ * asked to wait is sent again on its own with the rest of its wait ({@link #resumeWaits}). A waiting Claim alone when the queue is
  * framed goes out with its {@code wait_ms}, in one round trip.
  *
  * <p>Sending is done by whichever caller holds the send lock: while it writes, other callers
@@ -148,7 +149,7 @@ final class StreamMux implements AutoCloseable {
 
   /**
    * The second step of a coalesced waiting Claim (docs/adr/0018): each of these calls asked to wait
-   * and its batch item (sent with {@code wait_ms} 0) was answered IN_PROGRESS. A call whose caller
+   * and its batch item (sent with {@code answer_at_once}: nothing waited) was answered IN_PROGRESS. A call whose caller
    * gave up meanwhile is dropped; one with some of its wait left is sent again on its own with
    * {@code wait_ms} = its wait less the milliseconds (rounded up) since its batch was written; one
    * with nothing left gets the IN_PROGRESS answer.
@@ -281,17 +282,19 @@ final class StreamMux implements AutoCloseable {
     switch (calls.get(0).kind) {
       case CHECK -> {
         CheckBatchRequest.Builder batch = CheckBatchRequest.newBuilder();
-        calls.forEach(c -> batch.addItems((CheckRequest) c.batchItem()));
+        calls.forEach(c -> batch.addItems((CheckRequest) c.request));
         b.setCheckBatch(batch);
       }
       case CLAIM -> {
-        ClaimBatchRequest.Builder batch = ClaimBatchRequest.newBuilder();
-        calls.forEach(c -> batch.addItems((ClaimRequest) c.batchItem()));
+        // ADR 0018: every wait_ms as asked (validated), but no item waits; IN_PROGRESS items
+        // whose calls asked to wait go again alone (resumeWaits).
+        ClaimBatchRequest.Builder batch = ClaimBatchRequest.newBuilder().setAnswerAtOnce(true);
+        calls.forEach(c -> batch.addItems((ClaimRequest) c.request));
         b.setClaimBatch(batch);
       }
       case COMMIT -> {
         CommitBatchRequest.Builder batch = CommitBatchRequest.newBuilder();
-        calls.forEach(c -> batch.addItems((CommitRequest) c.batchItem()));
+        calls.forEach(c -> batch.addItems((CommitRequest) c.request));
         b.setCommitBatch(batch);
       }
       default -> throw new IllegalArgumentException("no batch form: " + calls.get(0).kind);

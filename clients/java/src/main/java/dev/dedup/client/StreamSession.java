@@ -129,7 +129,7 @@ final class StreamSession implements StreamObserver<StreamResponse> {
           StreamCall call = calls.get(i);
           ClaimResponse item = i < items.size() ? items.get(i) : null;
           if (item != null && !item.hasError() && item.getOutcome() == ClaimOutcome.CLAIM_OUTCOME_IN_PROGRESS && call.waitMs > 0) {
-            waiting.add(call); // its item went without the wait: the second step (ADR 0018)
+            waiting.add(call); // its batch answered at once, without the wait: the second step (ADR 0018)
             inProgress.add(item);
           } else {
             deliverItem(call, item, item != null && item.hasError() ? item.getError() : null);

@@ -192,7 +192,7 @@ class StreamTransportTest {
   }
 
   @Test
-  void pendingWaitingClaimsGoOutAsOneClaimBatchWithoutWaitAndTheHeldOneWaitsAloneAfterwards() throws Exception {
+  void pendingWaitingClaimsGoOutAsOneAnswerAtOnceClaimBatchAndTheHeldOneWaitsAloneAfterwards() throws Exception {
     String held = freshId();
     String free = freshId();
     long holder = client.claim(NS, held).getFencingToken();
@@ -224,7 +224,8 @@ class StreamTransportTest {
             });
     assertEquals(2, written.size(), "one ClaimBatch, then the held claim alone: " + written);
     assertTrue(written.get(0).hasClaimBatch(), "the two pending waiting claims share one message");
-    assertEquals(List.of(0L, 0L), written.get(0).getClaimBatch().getItemsList().stream().map(ClaimRequest::getWaitMs).toList());
+    assertTrue(written.get(0).getClaimBatch().getAnswerAtOnce(), "nothing in the batch waits (ADR 0018)");
+    assertEquals(List.of(15_000L, 15_000L), written.get(0).getClaimBatch().getItemsList().stream().map(ClaimRequest::getWaitMs).toList());
     ClaimRequest again = written.get(1).getClaim();
     assertEquals(DedupClient.bytes(held), again.getId());
     assertTrue(again.getWaitMs() > 0 && again.getWaitMs() <= 15_000, "the rest of its wait: " + again.getWaitMs());
@@ -249,7 +250,8 @@ class StreamTransportTest {
             });
     answers.forEach(a -> assertEquals(ClaimOutcome.CLAIM_OUTCOME_IN_PROGRESS, ((ClaimResponse) a).getOutcome()));
     assertEquals(2, written.size(), "one ClaimBatch, then only the 300 ms claim again: " + written);
-    assertEquals(List.of(0L, 0L, 0L), written.get(0).getClaimBatch().getItemsList().stream().map(ClaimRequest::getWaitMs).toList());
+    assertTrue(written.get(0).getClaimBatch().getAnswerAtOnce(), "nothing in the batch waits (ADR 0018)");
+    assertEquals(List.of(0L, 1L, 300L), written.get(0).getClaimBatch().getItemsList().stream().map(ClaimRequest::getWaitMs).toList());
     long rest = written.get(1).getClaim().getWaitMs();
     assertTrue(rest > 0 && rest <= 300, "the rest of its wait: " + rest);
     client.release(NS, held, holder);
@@ -270,5 +272,40 @@ class StreamTransportTest {
     assertEquals(1, written.size(), "one round trip: " + written);
     assertEquals(200, written.get(0).getClaim().getWaitMs());
     client.release(NS, held, holder);
+  }
+
+  @Test
+  void aWaitMsOverThePolicyMaximumIsRefusedInACoalescedBatchToo() throws Exception {
+    // contract.bounded's max_claim_wait is under 600 000 ms: the sidecar validates every item's
+    // wait_ms of an answer_at_once batch, refuses the batch whole, and each call is resent alone.
+    String ns = "contract.bounded";
+    String tooLong = freshId();
+    String fine = freshId();
+    ClaimRequest over = ClaimRequest.newBuilder().setNamespace(ns).setId(DedupClient.bytes(tooLong)).setWaitMs(600_000).build();
+    ClaimRequest ok = ClaimRequest.newBuilder().setNamespace(ns).setId(DedupClient.bytes(fine)).setWaitMs(1_000).build();
+    StreamMux mux = client.mux();
+    List<Object> answers = new ArrayList<>();
+    List<StreamRequest> written =
+        claimMessagesWrittenDuring(
+            () -> {
+              // Straight to the mux, so the over-long wait rides the stream instead of a unary call.
+              answers.addAll(
+                  queuedTogether(
+                      List.of(
+                          () -> {
+                            try {
+                              return mux.call(StreamRequest.RequestCase.CLAIM, over, io.grpc.Deadline.after(20, TimeUnit.SECONDS));
+                            } catch (io.grpc.StatusRuntimeException e) {
+                              return e;
+                            }
+                          },
+                          () -> mux.call(StreamRequest.RequestCase.CLAIM, ok, io.grpc.Deadline.after(20, TimeUnit.SECONDS)))));
+              return null;
+            });
+    assertTrue(written.get(0).hasClaimBatch() && written.get(0).getClaimBatch().getAnswerAtOnce(), "coalesced: " + written);
+    assertEquals(List.of(600_000L, 1_000L), written.get(0).getClaimBatch().getItemsList().stream().map(ClaimRequest::getWaitMs).toList());
+    assertEquals(Status.Code.INVALID_ARGUMENT, ((io.grpc.StatusRuntimeException) answers.get(0)).getStatus().getCode());
+    assertEquals(ClaimOutcome.CLAIM_OUTCOME_ACQUIRED, ((ClaimResponse) answers.get(1)).getOutcome());
+    client.release(ns, fine, ((ClaimResponse) answers.get(1)).getFencingToken());
   }
 }
