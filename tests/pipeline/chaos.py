@@ -159,12 +159,19 @@ class Chaos(FaultSchedule):
             with open(slot.events, "rb") as events:
                 events.seek(offset)
                 chunk = events.read()
-            for line in chunk.splitlines():
-                entry = json.loads(line)
+            # Only whole lines: the consumer may be writing the last one right now. The first line
+            # read may also start mid-line (the size was taken during a write): skip what won't parse.
+            complete, _, _partial = chunk.rpartition(b"\n")
+            offset += len(complete) + 1 if complete else 0
+            for line in complete.split(b"\n") if complete else []:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
                 if entry["e"] == "claimed" and slot.alive():
                     claim = entry
                     break
-            time.sleep(0.002)
+            time.sleep(0.002)  # polling the event log, not synchronising: bounded by the deadline above
         if claim is None:
             slot.paused = False
             self.errors.append("no claim seen to pause after")
