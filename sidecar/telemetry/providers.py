@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -17,6 +17,7 @@ from sidecar.domain.claim_waiters import ClaimWaiters
 from sidecar.domain.observer import Observer
 from sidecar.telemetry.config import TelemetryConfig
 from sidecar.telemetry.metrics import DedupMetrics, MetricsObserver, PolicySource
+from sidecar.telemetry.sampling import RootSampling, root_sampling
 from sidecar.telemetry.spans import SpanObserver
 
 SCOPE = "sidecar"
@@ -34,14 +35,19 @@ def _span_exporter(name: str, protocol: str) -> SpanExporter:
     return HttpExporter()
 
 
-def tracing(config: TelemetryConfig, resource: Resource) -> tuple[Observer, Tracer, Callable[[], Any]]:
-    """The sampler comes from OTEL_TRACES_SAMPLER(_ARG), read by the SDK. The tracer goes to the
-    one TelemetryHandlers wrapper (interceptors.py), which traces dedup.v1.Dedup methods only: health
-    checks, probed every few seconds by every orchestrator, and reflection are never traced."""
-    provider = TracerProvider(resource=resource)
+def tracing(
+    config: TelemetryConfig, resource: Resource, environ: Mapping[str, str]
+) -> tuple[Observer, Tracer, RootSampling, Callable[[], Any]]:
+    """The sampler comes from OTEL_TRACES_SAMPLER(_ARG): built here for the standard names, so the
+    root decision can be taken before a span exists (sampling.py), by the SDK for any other. The
+    tracer goes to the one TelemetryHandlers wrapper (interceptors.py), which traces dedup.v1.Dedup
+    methods only: health checks, probed every few seconds by every orchestrator, and reflection are
+    never traced."""
+    sampling = root_sampling(environ)
+    provider = TracerProvider(resource=resource, sampler=sampling.sampler, id_generator=sampling.ids)
     for name in config.trace_exporters:
         provider.add_span_processor(BatchSpanProcessor(_span_exporter(name, config.traces_protocol)))
-    return SpanObserver(), provider.get_tracer(SCOPE, __version__), provider.shutdown
+    return SpanObserver(), provider.get_tracer(SCOPE, __version__), sampling, provider.shutdown
 
 
 def _metric_reader(name: str, protocol: str) -> MetricReader:

@@ -89,9 +89,9 @@ def start_telemetry(
 
     res = resource(environ)
     observers: list[Observer] = [telemetry.observer]
-    tracer = dedup_metrics = None
+    tracer = dedup_metrics = sampling = None
     if config.tracing:
-        observer, tracer, close = providers.tracing(config, res)
+        observer, tracer, sampling, close = providers.tracing(config, res, environ)
         observers.append(observer)
         telemetry._closers.append(close)
     if config.metrics:
@@ -104,5 +104,5 @@ def start_telemetry(
         telemetry.metrics_url = url
         telemetry._closers.append(close)
     telemetry.observer = FanOut(*observers)
-    telemetry.wrap_handler = TelemetryHandlers(tracer, dedup_metrics).wrap  # one wrapper, both signals
+    telemetry.wrap_handler = TelemetryHandlers(tracer, dedup_metrics, sampling).wrap  # one wrapper, both signals
     return telemetry
