@@ -8,7 +8,12 @@ interleaved rounds, and reports the sidecar's CPU time per call (from
 /proc/<pid>/stat: the least noisy number on a shared machine), throughput and
 latency, as ratios to "off". Only the ratios are meant to be compared.
 
-    python bench/telemetry_overhead.py [--seconds 5] [--rounds 3] [--concurrency 32]
+    python bench/telemetry_overhead.py [--seconds 5] [--rounds 3] [--concurrency 32] [--modes off,...]
+                                       [--before TREE]
+
+`--before TREE` runs every mode a second time from the sidecar package of another
+source tree (`git archive <commit> sidecar | tar -x -C TREE`), in the same
+interleaved rounds, for a before/after comparison under the same machine load.
 """
 
 from __future__ import annotations
@@ -128,6 +133,11 @@ def main() -> int:
         default=",".join(MODES),
         help=f"comma-separated, the first is the baseline (default: %(default)s; also {', '.join(EXTRA_MODES)})",
     )
+    parser.add_argument(
+        "--before",
+        metavar="TREE",
+        help="also run every mode from the sidecar package in TREE (an older commit's `git archive`), as MODE@before",
+    )
     parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
@@ -145,27 +155,33 @@ def main() -> int:
     assert receiver.stdout is not None
     assert receiver.stdin is not None
     endpoint = receiver.stdout.readline().strip()
+    # (label, mode, source tree): `python -m sidecar` imports the package from its working directory.
+    runs = [(mode, mode, ROOT) for mode in modes]
+    if args.before:
+        runs += [(f"{mode}@before", mode, Path(args.before).resolve()) for mode in modes]
+    labels = [label for label, _, _ in runs]
     sidecars: dict[str, SidecarProcess] = {}
-    results: dict[str, list[Result]] = {mode: [] for mode in modes}
+    results: dict[str, list[Result]] = {label: [] for label in labels}
     try:
-        for mode in modes:
+        for label, mode, tree in runs:
             prefix = f"bench-{mode}-{uuid.uuid4().hex[:6]}:"
-            sidecars[mode] = SidecarProcess(
+            sidecars[label] = SidecarProcess(
                 ["--redis-url", redis.url, "--key-prefix", prefix, *mode_args(mode)],
                 env=mode_env(mode, endpoint),
-                cwd=str(ROOT),
+                cwd=str(tree),
             ).start()
-        for mode in modes:  # warm-up, not measured: connections, script cache, first-call imports
-            asyncio.run(drive(sidecars[mode].target, 1.0, args.concurrency))
+        for label in labels:  # warm-up, not measured: connections, script cache, first-call imports
+            asyncio.run(drive(sidecars[label].target, 1.0, args.concurrency))
         for round_ in range(args.rounds):
-            for mode in modes:
-                pid = sidecars[mode].process.pid  # type: ignore[union-attr]
+            shift = round_ % len(labels)  # the order rotates, so no mode always follows the same one
+            for label in labels[shift:] + labels[:shift]:
+                pid = sidecars[label].process.pid  # type: ignore[union-attr]
                 cpu_before = cpu_seconds(pid)
-                result = asyncio.run(drive(sidecars[mode].target, args.seconds, args.concurrency))
+                result = asyncio.run(drive(sidecars[label].target, args.seconds, args.concurrency))
                 result.cpu_s = cpu_seconds(pid) - cpu_before
-                results[mode].append(result)
+                results[label].append(result)
                 line = f"{result.rate:8.0f} calls/s {result.cpu_us_per_call:6.0f} CPU us/call"
-                print(f"round {round_ + 1} {mode:>10}: {line}", file=sys.stderr)
+                print(f"round {round_ + 1} {label:>10}: {line}", file=sys.stderr)
     finally:
         for process in sidecars.values():
             process.stop()
@@ -174,27 +190,31 @@ def main() -> int:
         receiver.wait(10)
         redis.close()
 
-    base = results[modes[0]]
+    base = results[labels[0]]
     base_cpu = statistics.median(r.cpu_us_per_call for r in base)
     base_rate = statistics.median(r.rate for r in base)
     base_p50 = statistics.median(r.quantile(0.5) for r in base)
     base_p99 = statistics.median(r.quantile(0.99) for r in base)
     print(f"{args.rounds} rounds x {args.seconds:g}s per mode, {args.concurrency} concurrent unary Check callers")
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    vs = f"vs {modes[0]}"
-    print(f"| mode | sidecar CPU us/call | CPU {vs} | calls/s | throughput {vs} | p50 ms | p50 {vs} | p99 {vs} |")
-    print("|---|---|---|---|---|---|---|---|")
-    for mode in modes:
-        cpu = statistics.median(r.cpu_us_per_call for r in results[mode])
-        rate = statistics.median(r.rate for r in results[mode])
-        p50 = statistics.median(r.quantile(0.5) for r in results[mode])
-        p99 = statistics.median(r.quantile(0.99) for r in results[mode])
+    vs = f"vs {labels[0]}"
+    print(
+        f"| mode | sidecar CPU us/call | CPU {vs} | CPU {vs}, median of per-round ratios | calls/s "
+        f"| throughput {vs} | p50 ms | p50 {vs} | p99 {vs} |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label in labels:
+        cpu = statistics.median(r.cpu_us_per_call for r in results[label])
+        paired = statistics.median(r.cpu_us_per_call / b.cpu_us_per_call for r, b in zip(results[label], base, strict=True))
+        rate = statistics.median(r.rate for r in results[label])
+        p50 = statistics.median(r.quantile(0.5) for r in results[label])
+        p99 = statistics.median(r.quantile(0.99) for r in results[label])
         print(
-            f"| {mode} | {cpu:.0f} | {cpu / base_cpu:.3f} | {rate:.0f} | {rate / base_rate:.3f} "
+            f"| {label} | {cpu:.0f} | {cpu / base_cpu:.3f} | {paired:.3f} | {rate:.0f} | {rate / base_rate:.3f} "
             f"| {p50 * 1000:.2f} | {p50 / base_p50:.3f} | {p99 / base_p99:.3f} |"
         )
-    calls_on = sum(r.calls for r in results.get("always_on", []))
-    print(f"spans received by the OTLP sink: {exported} (always_on made {calls_on} measured calls + warm-ups)")
+    calls_on = sum(r.calls for label, r_ in results.items() if label.startswith("always_on") for r in r_)
+    print(f"spans received by the OTLP sink: {exported} (always_on modes made {calls_on} measured calls + warm-ups)")
     return 0
 
 
