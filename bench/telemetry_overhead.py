@@ -205,7 +205,8 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     for label in labels:
         cpu = statistics.median(r.cpu_us_per_call for r in results[label])
-        paired = statistics.median(r.cpu_us_per_call / b.cpu_us_per_call for r, b in zip(results[label], base, strict=True))
+        rounds = zip(results[label], base, strict=True)
+        paired = statistics.median(r.cpu_us_per_call / b.cpu_us_per_call for r, b in rounds)
         rate = statistics.median(r.rate for r in results[label])
         p50 = statistics.median(r.quantile(0.5) for r in results[label])
         p99 = statistics.median(r.quantile(0.99) for r in results[label])

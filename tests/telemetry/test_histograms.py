@@ -30,8 +30,10 @@ def points(data: MetricsData, name: str) -> dict[frozenset[tuple[str, object]], 
 
 def test_the_points_are_the_sdks() -> None:
     reader = InMemoryMetricReader()
-    sdk = MeterProvider([reader]).get_meter("sdk").create_histogram(
-        "h", unit="s", explicit_bucket_boundaries_advisory=DUPLICATE_AGE_BUCKETS
+    sdk = (
+        MeterProvider([reader])
+        .get_meter("sdk")
+        .create_histogram("h", unit="s", explicit_bucket_boundaries_advisory=DUPLICATE_AGE_BUCKETS)
     )
     ours = Histogram("h", "s", "", DUPLICATE_AGE_BUCKETS, ("namespace",))
     rng = random.Random(5)

@@ -109,7 +109,8 @@ def ratio_zero_sidecar(redis_server: RedisProcess, receiver: OtlpReceiver) -> It
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": "0",
     }
-    args = ["--redis-url", redis_server.url, "--key-prefix", f"ts-{uuid.uuid4().hex}:", "--metrics-listen", "127.0.0.1:0"]
+    prefix = f"ts-{uuid.uuid4().hex}:"
+    args = ["--redis-url", redis_server.url, "--key-prefix", prefix, "--metrics-listen", "127.0.0.1:0"]
     process = SidecarProcess(args, env=env).start()
     yield process
     process.stop()
