@@ -101,24 +101,30 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def drive(target: str, seconds: float, concurrency: int) -> Result:
+async def drive(target: str, seconds: float, concurrency: int, rate: float = 0.0) -> Result:
+    """Closed loop (each caller calls again as soon as it has its answer), or paced at `rate` calls/s
+    in all: caller w's n-th call is due at (n * concurrency + w) / rate, or at once when late."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = dedup_pb2_grpc.DedupStub(channel)
         await stub.Check(pb.CheckRequest(namespace="bench", id=b"warm-up"))
         latencies: list[float] = []
-        deadline = time.perf_counter() + seconds
+        began = time.perf_counter()
+        deadline = began + seconds
         run = uuid.uuid4().hex
 
         async def caller(worker: int) -> None:
             n = 0
             while time.perf_counter() < deadline:
+                if rate:
+                    due = began + (n * concurrency + worker) / rate
+                    if due > time.perf_counter():
+                        await asyncio.sleep(due - time.perf_counter())
                 record_id = f"{run}-{worker}-{n // 2}".encode()  # every id is checked twice: NEW, then DUPLICATE
                 start = time.perf_counter()
                 await stub.Check(pb.CheckRequest(namespace="bench", id=record_id))
                 latencies.append(time.perf_counter() - start)
                 n += 1
 
-        began = time.perf_counter()
         await asyncio.gather(*(caller(w) for w in range(concurrency)))
         return Result(len(latencies), time.perf_counter() - began, latencies)
 
@@ -128,6 +134,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one measured round per mode")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per mode (median reported)")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent callers")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="calls/s in all, paced (default: as fast as answered). Below every mode's capacity, each "
+        "mode serves the same load, so CPU per call is not skewed by how much each round could batch",
+    )
     parser.add_argument(
         "--modes",
         default=",".join(MODES),
@@ -177,7 +190,7 @@ def main() -> int:
             for label in labels[shift:] + labels[:shift]:
                 pid = sidecars[label].process.pid  # type: ignore[union-attr]
                 cpu_before = cpu_seconds(pid)
-                result = asyncio.run(drive(sidecars[label].target, args.seconds, args.concurrency))
+                result = asyncio.run(drive(sidecars[label].target, args.seconds, args.concurrency, args.rate))
                 result.cpu_s = cpu_seconds(pid) - cpu_before
                 results[label].append(result)
                 line = f"{result.rate:8.0f} calls/s {result.cpu_us_per_call:6.0f} CPU us/call"
@@ -195,7 +208,8 @@ def main() -> int:
     base_rate = statistics.median(r.rate for r in base)
     base_p50 = statistics.median(r.quantile(0.5) for r in base)
     base_p99 = statistics.median(r.quantile(0.99) for r in base)
-    print(f"{args.rounds} rounds x {args.seconds:g}s per mode, {args.concurrency} concurrent unary Check callers")
+    pace = f", paced at {args.rate:g} calls/s" if args.rate else ""
+    print(f"{args.rounds} rounds x {args.seconds:g}s per mode, {args.concurrency} concurrent unary Check callers{pace}")
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     vs = f"vs {labels[0]}"
     print(
