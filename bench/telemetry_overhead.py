@@ -9,7 +9,11 @@ interleaved rounds, and reports the sidecar's CPU time per call (from
 latency, as ratios to "off". Only the ratios are meant to be compared.
 
     python bench/telemetry_overhead.py [--seconds 5] [--rounds 3] [--concurrency 32] [--modes off,...]
-                                       [--before TREE]
+                                       [--rate CALLS_PER_S] [--together] [--before TREE]
+
+`--together` drives every sidecar at the same time in each round (with `--rate`, each at that pace),
+so all of them see the same machine load: on a shared machine the only way to get ratios that
+repeat (docs/observability.md, "Overhead").
 
 `--before TREE` runs every mode a second time from the sidecar package of another
 source tree (`git archive <commit> sidecar | tar -x -C TREE`), in the same
@@ -129,6 +133,19 @@ async def drive(target: str, seconds: float, concurrency: int, rate: float = 0.0
         return Result(len(latencies), time.perf_counter() - began, latencies)
 
 
+async def together(sidecars: dict[str, SidecarProcess], labels: list[str], args: argparse.Namespace) -> list[Result]:
+    """One round with every sidecar driven at once, each by its own callers: all of them see the
+    same machine load at every moment, and each one's CPU is read over the same interval."""
+    pids = [sidecars[label].process.pid for label in labels]  # type: ignore[union-attr]
+    before = [cpu_seconds(pid) for pid in pids]
+    results = await asyncio.gather(
+        *(drive(sidecars[label].target, args.seconds, args.concurrency, args.rate) for label in labels)
+    )
+    for result, pid, cpu in zip(results, pids, before, strict=True):
+        result.cpu_s = cpu_seconds(pid) - cpu
+    return list(results)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one measured round per mode")
@@ -145,6 +162,11 @@ def main() -> int:
         "--modes",
         default=",".join(MODES),
         help=f"comma-separated, the first is the baseline (default: %(default)s; also {', '.join(EXTRA_MODES)})",
+    )
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="drive all sidecars at the same time in each round (use with --rate) instead of one after another",
     )
     parser.add_argument(
         "--before",
@@ -186,6 +208,12 @@ def main() -> int:
         for label in labels:  # warm-up, not measured: connections, script cache, first-call imports
             asyncio.run(drive(sidecars[label].target, 1.0, args.concurrency))
         for round_ in range(args.rounds):
+            if args.together:
+                for label, result in zip(labels, asyncio.run(together(sidecars, labels, args)), strict=True):
+                    results[label].append(result)
+                    line = f"{result.rate:8.0f} calls/s {result.cpu_us_per_call:6.0f} CPU us/call"
+                    print(f"round {round_ + 1} {label:>10}: {line}", file=sys.stderr)
+                continue
             shift = round_ % len(labels)  # the order rotates, so no mode always follows the same one
             for label in labels[shift:] + labels[:shift]:
                 pid = sidecars[label].process.pid  # type: ignore[union-attr]
@@ -209,6 +237,7 @@ def main() -> int:
     base_p50 = statistics.median(r.quantile(0.5) for r in base)
     base_p99 = statistics.median(r.quantile(0.99) for r in base)
     pace = f", paced at {args.rate:g} calls/s" if args.rate else ""
+    pace += ", all modes driven at once" if args.together else ""
     print(f"{args.rounds} rounds x {args.seconds:g}s per mode, {args.concurrency} concurrent unary Check callers{pace}")
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     vs = f"vs {labels[0]}"
