@@ -70,7 +70,20 @@ def resource(environ: Mapping[str, str]) -> Resource:
         if value:
             attributes[attribute] = value
     # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override the defaults above.
-    return Resource.create(attributes).merge(OTELResourceDetector().detect())
+    return HashedResource(Resource.create(attributes).merge(OTELResourceDetector().detect()))
+
+
+class HashedResource(Resource):
+    """A Resource whose hash is computed once. The OTLP span encoder groups spans by resource, so it
+    hashes the resource of every span it exports, and Resource's hash serialises all its attributes to
+    JSON each time (~6 % of the export thread's time with every call sampled). A Resource is immutable."""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource.attributes, resource.schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 def start_telemetry(
