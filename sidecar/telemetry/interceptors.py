@@ -23,6 +23,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from sidecar.telemetry.current import CURRENT_CALL
 from sidecar.telemetry.metrics import DedupMetrics
+from sidecar.telemetry.sampling import RootSampling
 from sidecar.telemetry.spans import CallSpan
 
 DEDUP_PREFIX = "/dedup.v1.Dedup/"
@@ -73,23 +74,27 @@ class TelemetryHandlers:
     Traces (when `tracer` is set): continues the caller's W3C context from the metadata, starts
     the server span named per the RPC conventions (`rpc.system`, `rpc.service`, `rpc.method`,
     `rpc.grpc.status_code`; peer and user agent only on recorded spans), makes it current, and
-    gives a recorded call a CallSpan that collects its decisions. An unsampled call pays for the
-    extract, the sampler and a context attach, nothing else.
+    gives a recorded call a CallSpan that collects its decisions. A call without trace context that
+    the root sampler drops (`sampling`, ADR 0075) gets no span and no context at all; an unsampled
+    call with the caller's context pays for the extract, the SDK's sampler and a context attach.
     Metrics (when `metrics` is set): dedup_rpc_duration_seconds{method,operation,code} per unary
     RPC and per Stream message (from the server reading the message to the server yielding its
     response, labelled by the message's operation and the code of its `error`, OK when none).
     """
 
-    def __init__(self, tracer: Tracer | None = None, metrics: DedupMetrics | None = None) -> None:
+    def __init__(
+        self, tracer: Tracer | None = None, metrics: DedupMetrics | None = None, sampling: RootSampling | None = None
+    ) -> None:
         self._tracer = tracer
         self._metrics = metrics
+        self._sampling = sampling
 
     def wrap(self, method: str, handler: Handler) -> Handler:
         """The handler of `method` (`/dedup.v1.Dedup/Check`) with traces and metrics around it."""
         short = method[len(DEDUP_PREFIX) :]
         operation = operation_of(short)
         record = self._metrics.rpc_duration if self._metrics is not None else None
-        start = _span_starter(self._tracer, method) if self._tracer is not None else None
+        start = _span_starter(self._tracer, method, self._sampling) if self._tracer is not None else None
         carries_token = short in TOKEN_METHODS
         batch = short.endswith("Batch")  # a batch span gets counts, not one decision's attributes
 
@@ -154,8 +159,9 @@ class _Traced:
         otel_context.detach(self.token)  # type: ignore[arg-type]
 
 
-def _span_starter(tracer: Tracer, method: str) -> Callable[..., _Traced]:
-    """Starts a method's server span for one call; the per-method part is computed once."""
+def _span_starter(tracer: Tracer, method: str, sampling: RootSampling | None) -> Callable[..., _Traced | None]:
+    """Starts a method's server span for one call, or returns None for a call that is not traced at
+    all; the per-method part is computed once."""
     service, _, short = method.lstrip("/").partition("/")
     name = f"{service}/{short}"
     attributes: dict[str, str | int] = {
@@ -166,11 +172,20 @@ def _span_starter(tracer: Tracer, method: str) -> Callable[..., _Traced]:
     }
 
     fields = propagate.get_global_textmap().fields  # the metadata keys the propagators read
+    roots = sampling if sampling is not None and sampling.bound is not None else None
 
-    def start(context: Any, *, aggregate: bool) -> _Traced:
+    def start(context: Any, *, aggregate: bool) -> _Traced | None:
         metadata = context.invocation_metadata() or ()
         carrier = {item.key: item.value for item in metadata if item.key in fields}
-        parent = propagate.extract(carrier) if carrier else None  # None: the call's own (empty) context
+        if carrier:  # the caller's context: the SDK's sampler follows it (parent-based)
+            parent = propagate.extract(carrier)
+        else:
+            parent = None  # a new trace
+            if roots is not None:
+                trace_id = roots.root_trace_id()
+                if trace_id is None:
+                    return None  # not sampled: no span, no context, nothing stored (ADR 0075)
+                roots.ids.prime(trace_id)
         span = tracer.start_span(name, parent, kind=SpanKind.SERVER, attributes=attributes)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         if not span.is_recording():

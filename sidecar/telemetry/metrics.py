@@ -1,4 +1,4 @@
-"""The metrics of docs/contract.md §7, as OpenTelemetry instruments (exported to Prometheus and/or OTLP).
+"""The metrics of docs/contract.md §7, exported through OpenTelemetry (to Prometheus and/or OTLP).
 
 Prometheus names (the OTLP names drop `_total`/`_seconds`):
   dedup_decisions_total{namespace,operation,outcome}  what the store decided (shadow: the real outcome)
@@ -15,7 +15,8 @@ Every `namespace` label is a policy name or "default", so cardinality is bounded
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -25,6 +26,7 @@ from sidecar.domain.errors import StoreError
 from sidecar.domain.outcomes import Decision, ForgetOutcome, Inspection
 from sidecar.domain.policy import PolicySet, TraceIds
 from sidecar.telemetry import outcomes
+from sidecar.telemetry.histograms import Histogram
 
 # Seconds. Fine at the low end (redeliveries after a crash or a nack arrive within
 # seconds), then dense around common windows (1h, 6h, 12h, 24h, 7d) and just
@@ -44,26 +46,70 @@ class PolicySource(Protocol):
     def current(self) -> PolicySet: ...
 
 
-class DedupMetrics:
-    def __init__(self, meter: Meter, policies: PolicySource | None = None, waiters: ClaimWaiters | None = None) -> None:
-        self.decisions = meter.create_counter("dedup_decisions", description="Decisions made by the store")
-        self.degraded = meter.create_counter(
-            "dedup_degraded", description="Answers given without the store (on_store_error: allow)"
-        )
-        self.store_errors = meter.create_counter("dedup_store_errors", description="Failed store calls by kind")
-        self.lease_lost = meter.create_counter("dedup_lease_lost", description="Commit/release/renew by a stale holder")
-        self.duplicate_age = meter.create_histogram(
+class DedupHistograms:
+    """The two histograms, aggregated in the sidecar (histograms.py, ADR 0076)."""
+
+    def __init__(self) -> None:
+        self.duplicate_age = Histogram(
             "dedup_duplicate_age",
-            unit="s",
-            description="Age of the original when a duplicate arrived",
-            explicit_bucket_boundaries_advisory=DUPLICATE_AGE_BUCKETS,
+            "s",
+            "Age of the original when a duplicate arrived",
+            DUPLICATE_AGE_BUCKETS,
+            ("namespace",),
         )
-        self._rpc_duration = meter.create_histogram(
+        self.rpc_duration = Histogram(
             "dedup_rpc_duration",
-            unit="s",
-            description="Latency at the server of each unary RPC and each Stream message",
-            explicit_bucket_boundaries_advisory=RPC_DURATION_BUCKETS,
+            "s",
+            "Latency at the server of each unary RPC and each Stream message",
+            RPC_DURATION_BUCKETS,
+            ("method", "operation", "code"),
         )
+        self.all = (self.duplicate_age, self.rpc_duration)
+
+
+Callback = Callable[[CallbackOptions], Iterable[Observation]]
+
+
+def _counted(counts: Counter[tuple[str, ...]], labels: tuple[str, ...]) -> Callback:
+    """An observable counter's callback: each label-value tuple's count so far."""
+
+    def observe(_options: CallbackOptions) -> Iterable[Observation]:
+        for key, count in list(counts.items()):
+            yield Observation(count, dict(zip(labels, key, strict=True)))
+
+    return observe
+
+
+class DedupMetrics:
+    """Counts are kept in plain dictionaries and read by observable counters when a reader collects;
+    the histograms are aggregated in `DedupHistograms`. Counting a decision or timing an RPC makes
+    no OpenTelemetry SDK call (ADR 0076)."""
+
+    def __init__(
+        self,
+        meter: Meter,
+        histograms: DedupHistograms | None = None,
+        policies: PolicySource | None = None,
+        waiters: ClaimWaiters | None = None,
+    ) -> None:
+        # (namespace, operation, outcome), (namespace, operation), (operation, kind), (namespace, operation)
+        self.decisions: Counter[tuple[str, ...]] = Counter()
+        self.degraded: Counter[tuple[str, ...]] = Counter()
+        self.store_errors: Counter[tuple[str, ...]] = Counter()
+        self.lease_lost: Counter[tuple[str, ...]] = Counter()
+        self.histograms = histograms or DedupHistograms()
+        for name, counts, labels, description in (
+            ("dedup_decisions", self.decisions, ("namespace", "operation", "outcome"), "Decisions made by the store"),
+            (
+                "dedup_degraded",
+                self.degraded,
+                ("namespace", "operation"),
+                "Answers given without the store (on_store_error: allow)",
+            ),
+            ("dedup_store_errors", self.store_errors, ("operation", "kind"), "Failed store calls by kind"),
+            ("dedup_lease_lost", self.lease_lost, ("namespace", "operation"), "Commit/release/renew by a stale holder"),
+        ):
+            meter.create_observable_counter(name, [_counted(counts, labels)], description=description)
         self._policies = policies
         self._waiters = waiters
         if waiters is not None:
@@ -79,7 +125,7 @@ class DedupMetrics:
             )
 
     def rpc_duration(self, seconds: float, method: str, operation: str, code: str) -> None:
-        self._rpc_duration.record(seconds, {"method": method, "operation": operation, "code": code})
+        self.histograms.rpc_duration.record(seconds, (method, operation, code))
 
     def _waiting(self, _options: CallbackOptions) -> Iterable[Observation]:
         assert self._waiters is not None
@@ -101,7 +147,11 @@ class DedupMetrics:
 
 class MetricsObserver:
     def __init__(self, metrics: DedupMetrics) -> None:
-        self._m = metrics
+        self._decisions = metrics.decisions
+        self._degraded = metrics.degraded
+        self._store_errors = metrics.store_errors
+        self._lease_lost = metrics.lease_lost
+        self._duplicate_age = metrics.histograms.duplicate_age
 
     def decided(
         self,
@@ -112,14 +162,14 @@ class MetricsObserver:
         trace_ids: TraceIds = TraceIds.OMIT,
     ) -> None:
         if outcomes.is_degraded(decision):
-            self._m.degraded.add(1, {"namespace": namespace, "operation": operation})
+            self._degraded[namespace, operation] += 1
             return
         outcome = outcomes.decided(decision)
-        self._m.decisions.add(1, {"namespace": namespace, "operation": operation, "outcome": outcome})
+        self._decisions[namespace, operation, outcome] += 1
         if outcome == "DUPLICATE":
-            self._m.duplicate_age.record(getattr(decision, "age_ms", 0) / 1000, {"namespace": namespace})
+            self._duplicate_age.record(getattr(decision, "age_ms", 0) / 1000, (namespace,))
         elif outcome == "LEASE_LOST":
-            self._m.lease_lost.add(1, {"namespace": namespace, "operation": operation})
+            self._lease_lost[namespace, operation] += 1
 
     def store_failed(self, operation: str, namespace: str, error: StoreError, degraded: bool) -> None:
-        self._m.store_errors.add(1, {"operation": operation, "kind": error.kind})
+        self._store_errors[operation, error.kind] += 1

@@ -70,7 +70,20 @@ def resource(environ: Mapping[str, str]) -> Resource:
         if value:
             attributes[attribute] = value
     # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override the defaults above.
-    return Resource.create(attributes).merge(OTELResourceDetector().detect())
+    return HashedResource(Resource.create(attributes).merge(OTELResourceDetector().detect()))
+
+
+class HashedResource(Resource):
+    """A Resource whose hash is computed once. The OTLP span encoder groups spans by resource, so it
+    hashes the resource of every span it exports, and Resource's hash serialises all its attributes to
+    JSON each time (~6 % of the export thread's time with every call sampled). A Resource is immutable."""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource.attributes, resource.schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 def start_telemetry(
@@ -89,9 +102,9 @@ def start_telemetry(
 
     res = resource(environ)
     observers: list[Observer] = [telemetry.observer]
-    tracer = dedup_metrics = None
+    tracer = dedup_metrics = sampling = None
     if config.tracing:
-        observer, tracer, close = providers.tracing(config, res)
+        observer, tracer, sampling, close = providers.tracing(config, res, environ)
         observers.append(observer)
         telemetry._closers.append(close)
     if config.metrics:
@@ -104,5 +117,5 @@ def start_telemetry(
         telemetry.metrics_url = url
         telemetry._closers.append(close)
     telemetry.observer = FanOut(*observers)
-    telemetry.wrap_handler = TelemetryHandlers(tracer, dedup_metrics).wrap  # one wrapper, both signals
+    telemetry.wrap_handler = TelemetryHandlers(tracer, dedup_metrics, sampling).wrap  # one wrapper, both signals
     return telemetry

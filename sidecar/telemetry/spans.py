@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from sidecar.domain.errors import StoreError
 from sidecar.domain.outcomes import Decision, ForgetOutcome, Inspection
@@ -154,16 +153,29 @@ def store_span(script: str, keys: int, operation: str = "EVALSHA") -> contextlib
     call = CURRENT_CALL.get()
     if call is None:
         return _NO_SPAN
-    return _traced(call.tracer, script, keys, operation)
+    return _StoreSpan(call.tracer, script, keys, operation)
 
 
-@contextlib.contextmanager
-def _traced(tracer: Tracer, script: str, keys: int, operation: str) -> Iterator[Span]:
-    attributes: dict[str, str | int] = {
-        "db.system": "redis",
-        "db.operation": operation,
-        "dedup.script": script,
-        "dedup.keys": keys,
-    }
-    with tracer.start_as_current_span(f"{operation} {script}", kind=SpanKind.CLIENT, attributes=attributes) as span:
-        yield span
+class _StoreSpan:
+    """The Redis span: started as a child of the current (server) span, never made current itself
+    (nothing runs inside it that could be its child), so no context attach and detach."""
+
+    __slots__ = ("_span",)
+
+    def __init__(self, tracer: Tracer, script: str, keys: int, operation: str) -> None:
+        attributes: dict[str, str | int] = {
+            "db.system": "redis",
+            "db.operation": operation,
+            "dedup.script": script,
+            "dedup.keys": keys,
+        }
+        self._span = tracer.start_span(f"{operation} {script}", kind=SpanKind.CLIENT, attributes=attributes)
+
+    def __enter__(self) -> Span:
+        return self._span
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: object) -> None:
+        if isinstance(error, Exception):  # as start_as_current_span records it
+            self._span.record_exception(error)
+            self._span.set_status(Status(StatusCode.ERROR, f"{kind.__name__ if kind else ''}: {error}"))
+        self._span.end()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from sidecar.domain.policy import TraceIds
@@ -62,6 +63,14 @@ def test_resource_defaults_downward_api_and_overrides() -> None:
     assert attrs["service.name"] == "dedup-sidecar"
     assert attrs["k8s.pod.name"] == "p-1"
     assert attrs["k8s.namespace.name"] == "ns-1"
+
+
+def test_the_resource_hashes_and_compares_as_an_sdk_resource() -> None:
+    ours = resource({"POD_NAME": "p-1"})
+    plain = Resource(ours.attributes, ours.schema_url)
+    assert hash(ours) == hash(plain)
+    assert ours == plain
+    assert {plain: 1}[ours] == 1  # the OTLP encoder groups spans in a dict keyed by resource
 
 
 def test_trace_context_round_trip() -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -41,6 +42,19 @@ def scrape(url: str) -> Samples:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def scrape_until(url: str, ready: Callable[[Samples], bool], timeout_s: float = 15.0) -> Samples:
+    """Scrapes until `ready` (bounded); the last scrape either way, for the assertions to show.
+
+    An aborted call's status reaches the caller before the server's handler has unwound to the
+    wrapper that records its duration, so a scrape right after the caller's error can miss it."""
+    deadline = time.monotonic() + timeout_s
+    samples = scrape(url)
+    while not ready(samples) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        samples = scrape(url)
+    return samples
 
 
 def values(samples: Samples, name: str) -> dict[frozenset[tuple[str, str]], float]:
@@ -142,7 +156,9 @@ async def test_store_errors_and_degraded_answers_are_counted_and_logged(tmp_path
             with pytest.raises(grpc.aio.AioRpcError) as failed:
                 await stub.Check(pb.CheckRequest(namespace="orders", id=b"secret-id-2"))
             assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
-        samples = scrape(metrics_url(process))
+        samples = scrape_until(
+            metrics_url(process), lambda s: sum(values(s, "dedup_rpc_duration_seconds_count").values()) >= 2
+        )
         assert values(samples, "dedup_degraded_total") == {labels(namespace="lenient", operation="check"): 1}
         assert values(samples, "dedup_store_errors_total") == {labels(operation="check", kind="connection"): 2}
         assert values(samples, "dedup_decisions_total") == {}
