@@ -16,7 +16,10 @@ from typing import Any
 
 
 def load(directory: Path) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads((directory / "results.json").read_text())
+    path = directory / "results.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such file (a directory written by `python -m bench --out DIR`)")
+    result: dict[str, Any] = json.loads(path.read_text())
     return result
 
 

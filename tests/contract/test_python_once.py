@@ -239,8 +239,9 @@ class CountingClient(DedupClient):
         return super().renew(namespace, id, fencing_token, **kwargs)
 
 
-def _renew_thread_ends() -> None:
-    wait_until(lambda: "dedup-renew" not in {t.name for t in threading.enumerate()}, timeout_s=10)
+def _renew_thread_ends(once: EffectivelyOnce) -> None:
+    """The helper's one renewing thread ends when it has nothing to renew (a second after its last turn)."""
+    wait_until(lambda: not once._renewals.running, timeout_s=10)
 
 
 def test_renewals_stop_with_the_call(contract_harness: Harness) -> None:
@@ -257,7 +258,7 @@ def test_renewals_stop_with_the_call(contract_harness: Harness) -> None:
         other = fresh_id()  # a later message's renewals run on the same thread, beside nothing of `id`'s
         once.run(other, lambda lease: wait_until(lambda: counting.renewed.get(other, 0) >= 3))
         assert counting.renewed[id] == after
-    _renew_thread_ends()  # the helper's one renewing thread ends when it has nothing to renew
+    _renew_thread_ends(once)
 
 
 async def test_asyncio_helper(contract_harness: Harness) -> None:
@@ -378,7 +379,7 @@ def test_no_renewal_outlives_a_failing_handler(contract_harness: Harness) -> Non
         other = fresh_id()
         once.run(other, lambda lease: wait_until(lambda: counting.renewed.get(other, 0) >= 3))
         assert counting.renewed[id] == after
-    _renew_thread_ends()
+    _renew_thread_ends(once)
 
 
 async def test_asyncio_lease_sees_loss_and_ensure_fails(contract_harness: Harness) -> None:

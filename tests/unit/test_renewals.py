@@ -94,3 +94,27 @@ def test_the_thread_starts_again_after_an_idle_exit() -> None:
     r = renewals.start(again, 0.001)
     wait_until(lambda: again.calls >= 2)
     renewals.stop(r)
+
+
+class CountingSleeps(Renewals):
+    """Counts the renewing thread's waits: each one after the first is a wake-up."""
+
+    def __init__(self, idle_exit_s: float) -> None:
+        super().__init__(idle_exit_s)
+        self.sleeps = 0
+
+    def _sleep(self, until: float) -> None:
+        self.sleeps += 1
+        super()._sleep(until)
+
+
+def test_one_message_after_another_does_not_wake_the_thread() -> None:
+    """A consumer's leases, one at a time, each due an interval after the last: no wake-up per message."""
+    renewals = CountingSleeps(idle_exit_s=30)
+    for _ in range(200):
+        renewals.stop(renewals.start(Lease(), 20.0))
+    assert renewals.sleeps <= 2  # the thread's first wait, and at most one re-plan; not 200
+    sooner = Lease()
+    r = renewals.start(sooner, 0.001)  # due before the thread's wait ends: it is woken for it
+    wait_until(lambda: sooner.calls >= 1)
+    renewals.stop(r)

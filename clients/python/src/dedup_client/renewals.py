@@ -5,7 +5,12 @@ hundred µs of wall time on a busy machine, in a consumer that handles one messa
 time). Here a helper's leases wait in one heap ordered by when they are next due; the
 thread renews each due lease (a blocking call bounded by the lease's renew timeout) and
 puts it back until the lease is lost or stopped. The thread starts with the first lease
-and ends after `idle_exit_s` without any.
+and ends after `idle_exit_s` without any (or, after the last lease stopped, once the turn it
+was waiting for has come: stopping a lease wakes nobody).
+
+Waking the thread costs a few tens of µs of CPU: `start` wakes it only when the new lease is due
+before the thread would wake anyway, so a consumer handling one message after another (one lease
+at a time, each due an interval after the last) starts and stops leases without waking it.
 
 `stop(renewal)` returns once no renewal of that lease is running or will run: it waits only
 if that very lease is being renewed at that moment (at most its renew timeout).
@@ -52,23 +57,25 @@ class Renewals:
         self._due: list[tuple[float, int, Renewal]] = []
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
+        self._wakes_at = 0.0  # when the waiting thread wakes by itself (0: it is not waiting)
 
     def start(self, renew: Renew, interval_s: float) -> Renewal:
         """Schedules `renew` every `interval_s`, the first one `interval_s` from now."""
         renewal = Renewal(renew, interval_s)
         with self._changed:
-            heapq.heappush(self._due, (time.monotonic() + interval_s, next(self._order), renewal))
+            due = time.monotonic() + interval_s
+            heapq.heappush(self._due, (due, next(self._order), renewal))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="dedup-renew", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            elif due < self._wakes_at:  # the thread sleeps past this one's turn: it re-plans
+                self._changed.notify()
         return renewal
 
     def stop(self, renewal: Renewal) -> None:
         """No renewal of this lease runs after this returns (called from the renewing thread: at once)."""
         with self._changed:
-            renewal.stopped = True
-            self._changed.notify_all()  # the thread may be waiting for this one's turn: it re-plans
+            renewal.stopped = True  # dropped from the schedule when its turn comes
             while renewal.running and threading.current_thread() is not self._thread:
                 self._changed.wait()
 
@@ -89,15 +96,21 @@ class Renewals:
                 if now - idle_since >= self._idle_exit_s:
                     self._thread = None
                     return None
-                self._changed.wait(self._idle_exit_s - (now - idle_since))
+                self._sleep(idle_since + self._idle_exit_s)
                 continue
             due, _, renewal = self._due[0]
             if due > now:
-                self._changed.wait(due - now)
+                self._sleep(due)
                 continue
             heapq.heappop(self._due)
             renewal.running = True
             return renewal
+
+    def _sleep(self, until: float) -> None:
+        """Waits (the lock released) until `until` or a notify. Holds the lock."""
+        self._wakes_at = until
+        self._changed.wait(max(until - time.monotonic(), 0.0))
+        self._wakes_at = 0.0
 
     def _run(self) -> None:
         with self._changed:
