@@ -67,15 +67,16 @@ test("processOnce reports IN_PROGRESS (NACK) while another holder's lease is liv
 
 test("processOnce renews the lease while a long handler runs", async () => {
   const id = freshId();
-  const outcome = await processOnce(client, { namespace: ns, id, leaseMs: 300 }, async (lease) => {
-    // Outlive the 300 ms lease twice over; the heartbeat keeps it ours.
-    const until = Date.now() + 700;
+  // A 1.5 s lease renewed every 500 ms: a renewal may be late by a whole second on a busy machine.
+  const outcome = await processOnce(client, { namespace: ns, id, leaseMs: 1500 }, async (lease) => {
+    // Outlive the lease twice over; the heartbeat keeps it ours.
+    const until = Date.now() + 3200;
     while (Date.now() < until) {
       const r = await client.inspect({ namespace: ns, id });
       assert.equal(r.state, "IN_PROGRESS");
       assert.equal(r.token, lease.token);
       assert.equal(lease.lost, false);
-      await new Promise((res) => setTimeout(res, 50));
+      await new Promise((res) => setTimeout(res, 100));
     }
     return undefined;
   });
