@@ -118,3 +118,24 @@ def test_one_message_after_another_does_not_wake_the_thread() -> None:
     r = renewals.start(sooner, 0.001)  # due before the thread's wait ends: it is woken for it
     wait_until(lambda: sooner.calls >= 1)
     renewals.stop(r)
+
+
+def test_a_renewal_that_hangs_holds_up_no_other_lease() -> None:
+    """A sidecar failing over: one lease's renewal blocks; the others' renewals go on meanwhile."""
+    renewals = Renewals(idle_exit_s=0.05)
+    entered, release = threading.Event(), threading.Event()
+
+    def hanging(timeout_s: float) -> bool:
+        entered.set()
+        release.wait(TIMEOUT_S)
+        return True
+
+    stuck = renewals.start(hanging, 0.001)
+    assert entered.wait(TIMEOUT_S)
+    other = Lease()
+    r = renewals.start(other, 0.002)
+    wait_until(lambda: other.calls >= 5)  # renewed again and again while the first one hangs
+    release.set()
+    renewals.stop(stuck)
+    renewals.stop(r)
+    wait_until(lambda: not renewals.running)
