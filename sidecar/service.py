@@ -16,9 +16,9 @@ from sidecar.domain.errors import FieldViolation, InvalidArgument, StoreError, S
 from sidecar.domain.keys import (
     DEFAULT_KEY_PREFIX,
     fence_base,
-    id_digest,
     quota_key,
     record_key,
+    record_key_after,
     record_key_head,
     wake_channel,
 )
@@ -215,7 +215,7 @@ class DedupService:
         self, requests: Sequence[CheckRequest], policies: Sequence[NamespacePolicy], trace: bytes
     ) -> list[CheckItem]:
         # Once per item of the bulk path: what depends on the namespace alone is worked out once
-        # per namespace (a batch usually names one), the key from the id's digest (keys.record_key).
+        # per namespace (a batch usually names one).
         shared: dict[str, tuple[str, int, bool, bool, ReplicaAcks, Quota | None]] = {}
         items = []
         for request, policy in zip(requests, policies, strict=True):
@@ -233,7 +233,7 @@ class DedupService:
             head, window_ms, sliding, fingerprint_check, acks, quota = common
             items.append(
                 CheckItem(
-                    f"{head}{id_digest(request.id)}}}",
+                    record_key_after(head, request.id),
                     request.window_ms or window_ms,
                     sliding,
                     fingerprint_check,

@@ -26,12 +26,17 @@ def id_digest(record_id: bytes) -> str:
 
 def record_key(prefix: str, namespace: str, record_id: bytes) -> str:
     """The Redis key of the record for (namespace, id)."""
-    return f"{record_key_head(prefix, namespace)}{id_digest(record_id)}}}"
+    return record_key_after(record_key_head(prefix, namespace), record_id)
 
 
 def record_key_head(prefix: str, namespace: str) -> str:
-    """What every record key of the namespace starts with: the key is this, the id's digest and `}`."""
+    """What every record key of the namespace starts with (worked out once per batch by the service)."""
     return f"{prefix}{namespace}:{{"
+
+
+def record_key_after(head: str, record_id: bytes) -> str:
+    """The record key of `record_id` in the namespace whose keys start with `head` (record_key_head)."""
+    return f"{head}{id_digest(record_id)}}}"
 
 
 def fence_base(prefix: str) -> str:

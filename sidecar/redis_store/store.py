@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from redis.commands.core import AsyncScript
@@ -113,42 +114,27 @@ class RedisStore:
 
     async def _commands(self, commands: Sequence[Command]) -> list[Any]:
         """Plain commands in one round trip; replies in order, a Redis error reply as a value."""
-        try:
-            with store_span("check", len(commands), operation="SET"):
-                if self.fast is not None:
-                    return await self.fast.pipe.execute_many(commands)
-                pipe = self.client.pipeline(transaction=False)
-                for command in commands:  # `get`: redis-py hands SET ... GET's reply back as is, not as a bool
-                    pipe.execute_command(*command, **({"get": True} if command[0] == "SET" else {}))
-                return list(await pipe.execute(raise_on_error=False))
-        except StoreError:
-            raise
-        except Exception as err:  # every Redis failure becomes a StoreError
-            raise to_store_error(err) from err
+        with _round_trip("check", len(commands), operation="SET"):
+            if self.fast is not None:
+                return await self.fast.pipe.execute_many(commands)
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:  # `get`: redis-py hands SET ... GET's reply back as is, not as a bool
+                pipe.execute_command(*command, **({"get": True} if command[0] == "SET" else {}))
+            return list(await pipe.execute(raise_on_error=False))
 
     async def _packed(self, packed: list[bytes], count: int) -> list[Any]:
         """_commands for `count` commands packed in RESP by the caller (FastPipe only)."""
         assert self.fast is not None  # use_server hands this to FastCheck only with FastPipe
-        try:
-            with store_span("check", count, operation="SET"):
-                return await self.fast.pipe.execute_packed(packed, count)
-        except StoreError:
-            raise
-        except Exception as err:  # every Redis failure becomes a StoreError
-            raise to_store_error(err) from err
+        with _round_trip("check", count, operation="SET"):
+            return await self.fast.pipe.execute_packed(packed, count)
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any], acks: ReplicaAcks = NO_ACKS) -> Any:
-        try:
-            with store_span(name, len(keys)):
-                if acks.replicas:  # WAIT must follow the write on its connection: redis-py's pipeline
-                    return await run_acked(self.client, self._scripts[name], keys, args, acks, self.ack_mode)
-                if self.fast is not None:
-                    return await self.fast.run(name, keys, args)
-                return await self._scripts[name](keys=list(keys), args=list(args))
-        except StoreError:
-            raise
-        except Exception as err:  # every Redis failure becomes a StoreError
-            raise to_store_error(err) from err
+        with _round_trip(name, len(keys)):
+            if acks.replicas:  # WAIT must follow the write on its connection: redis-py's pipeline
+                return await run_acked(self.client, self._scripts[name], keys, args, acks, self.ack_mode)
+            if self.fast is not None:
+                return await self.fast.run(name, keys, args)
+            return await self._scripts[name](keys=list(keys), args=list(args))
 
     def quota_counter(self, quota: Quota, record_key: str) -> tuple[str, int]:
         """The counter key and limit that guard a new record at `record_key` (cluster.py splits them per slot)."""
@@ -292,3 +278,15 @@ class RedisStore:
         if self.fast is not None:
             await self.fast.close()
         await self.client.aclose()
+
+
+@contextmanager
+def _round_trip(name: str, count: int, **attributes: str) -> Iterator[None]:
+    """One Redis round trip: its span, and every Redis failure in it raised as a StoreError."""
+    try:
+        with store_span(name, count, **attributes):
+            yield
+    except StoreError:
+        raise
+    except Exception as err:
+        raise to_store_error(err) from err

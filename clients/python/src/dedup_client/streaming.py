@@ -188,8 +188,8 @@ class Framer:
                 self._on_orphan(call.request, answer.fencing_token)  # abandoned: give the lease back
 
     def _wait_alone(self, calls: list[Pending], answers: list[Answer | None]) -> list[Answer | None]:
-        """Re-sends each waiting Claim its batch answered IN_PROGRESS, alone with the rest of its wait (None)."""
-        out: list[Answer | None] = list(answers)
+        """Re-sends each waiting Claim its batch answered IN_PROGRESS, alone with the rest of its wait:
+        its answer becomes None (in place)."""
         waiting: list[Pending] = []
         now = time.monotonic()
         for n, (call, answer) in enumerate(zip(calls, answers, strict=True)):
@@ -207,10 +207,10 @@ class Framer:
             call.request = request
             call.alone = True
             waiting.append(call)
-            out[n] = None
+            answers[n] = None
         if waiting:
             self._resend(waiting)
-        return out
+        return answers
 
     def close(self, err: DedupError) -> None:
         """The stream is gone: every call in flight (and any framed later) fails with `err`."""
